@@ -1,0 +1,1 @@
+"""Criterions: `logit_kd`, `pkd`."""

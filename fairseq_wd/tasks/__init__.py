@@ -1,0 +1,1 @@
+"""Tasks: `distillation` (translation that knows its teacher)."""
