@@ -25,6 +25,8 @@ setup(
     entry_points={
         "console_scripts": [
             "fairseq-wd-user-dir = fairseq_wd.cli.user_dir:main",
+            "fairseq-wd-distill-data = fairseq_wd.cli.distill_data:main",
+            "fairseq-wd-init-student = fairseq_wd.cli.init_student:main",
         ]
     },
 )

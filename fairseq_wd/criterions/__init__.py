@@ -1,1 +1,2 @@
-"""Criterions: `logit_kd`, `pkd`."""
+"""Criterions: `logit_kd` (word-level KD), `pkd` (logit KD + Patient-KD hidden states)."""
+from . import logit_kd, pkd  # noqa: F401

@@ -1,1 +1,2 @@
 """Tasks: `distillation` (translation that knows its teacher)."""
+from . import distillation  # noqa: F401

@@ -1,0 +1,78 @@
+"""Reading and writing fairseq checkpoints with errors a user can act on.
+
+`save_plain_transformer` writes what vanilla fairseq (and CTranslate2's converter) can load with
+`torch.load(weights_only=True)` and no `--user-dir`: model `transformer`, every dimension explicit,
+the config as plain dicts.
+"""
+import argparse
+import os
+
+import torch
+from fairseq import checkpoint_utils
+from fairseq.models.transformer.transformer_legacy import base_architecture
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def load_state(path, what="checkpoint"):
+    """fairseq's own loader (weights-only, with the compat allow-list, config upgraded), turning the
+    usual failures into one clear message."""
+    if not path or not os.path.isfile(path):
+        raise CheckpointError(f"{what} not found: {path!r}. Pass the path of a fairseq checkpoint (.pt) file.")
+    try:
+        state = checkpoint_utils.load_checkpoint_to_cpu(path)
+    except Exception as e:  # truncated files, non-checkpoints, foreign pickles
+        raise CheckpointError(
+            f"{what} {path!r} cannot be read as a fairseq checkpoint ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200]}). Is the file complete (not truncated by a killed copy)?"
+        ) from e
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{what} {path!r} is not a fairseq checkpoint: it has no 'model' entry.")
+    return state
+
+
+def model_args(state):
+    """The model config of a checkpoint as a Namespace (fairseq stores a Namespace or a dict)."""
+    cfg = state.get("cfg") or {}
+    model = cfg.get("model")
+    if model is None and state.get("args") is not None:
+        model = state["args"]
+    if model is None:
+        raise CheckpointError("checkpoint has no model config (cfg.model or args)")
+    return argparse.Namespace(**(vars(model) if isinstance(model, argparse.Namespace) else dict(model)))
+
+
+def _plain(value):
+    if isinstance(value, argparse.Namespace):
+        value = vars(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def save_plain_transformer(path, model_state, args, task_cfg=None):
+    """Writes a checkpoint of fairseq's `transformer` with explicit dimensions.
+
+    `args` is the student's model Namespace (any registered arch); its values are kept, the arch
+    becomes `transformer` and base_architecture fills anything unset."""
+    args = argparse.Namespace(**vars(args))
+    base_architecture(args)
+    args.arch = args._name = "transformer"
+    task = _plain(task_cfg) if task_cfg is not None else {"_name": "translation"}
+    state = {
+        "cfg": {"model": _plain(args), "task": task, "common": {}, "checkpoint": {}},
+        "model": {k: v.detach().float().cpu().contiguous() for k, v in model_state.items()},
+        "optimizer_history": [{"criterion_name": "LabelSmoothedCrossEntropyCriterion",
+                               "optimizer_name": "Adam", "lr_scheduler_state": {}, "num_updates": 0}],
+        "extra_state": {"train_iterator": {"epoch": 1}},
+        "last_optimizer_state": None,
+    }
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,1 @@
+"""Datasets the plugin adds to fairseq's: teacher top-K log-probabilities stored beside a split."""
