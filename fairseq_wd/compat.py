@@ -55,11 +55,17 @@ def keep_last_batch():
     data_utils.batch_by_size = batch_by_size
 
 
-def allow_cpu_torchrun():
-    """fairseq-fixed 0.12.3.1: under `torchrun ... fairseq-train --cpu --distributed-world-size N`
-    every rank dies with ZeroDivisionError in `_infer_torch_distributed_launch_init`
-    (`rank % torch.cuda.device_count()` with no GPU). On a CPU the device id is irrelevant: use 0."""
+def allow_cpu_data_parallel():
+    """fairseq-fixed 0.12.3.1, data-parallel training on CPUs (gloo) under
+    `torchrun ... fairseq-train --cpu --distributed-world-size N --distributed-backend gloo`:
+    1. every rank dies with ZeroDivisionError in `_infer_torch_distributed_launch_init`
+       (`rank % torch.cuda.device_count()` with no GPU): on a CPU the device id is irrelevant, use 0;
+    2. then DDP refuses `device_ids=[0]` for a CPU module ("device_ids and output_device arguments
+       only work with ... GPU modules"): drop them for CPU modules, as torch requires."""
+    import os
+
     from fairseq.distributed import utils as dist_utils
+    from fairseq.models import distributed_fairseq_model
 
     original = dist_utils._infer_torch_distributed_launch_init
     if getattr(original, "_fairseq_wd_cpu_ok", False):
@@ -68,8 +74,6 @@ def allow_cpu_torchrun():
     def infer_launch_init(cfg):
         if torch.cuda.device_count() > 0:
             return original(cfg)
-        import os
-
         cfg.distributed_init_method = "env://"
         cfg.distributed_world_size = int(os.environ["WORLD_SIZE"])
         cfg.distributed_rank = int(os.environ["RANK"])
@@ -79,10 +83,20 @@ def allow_cpu_torchrun():
     infer_launch_init._fairseq_wd_cpu_ok = True
     dist_utils._infer_torch_distributed_launch_init = infer_launch_init
 
+    ddp = distributed_fairseq_model.DistributedDataParallel
+
+    class CpuFriendlyDDP(ddp):
+        def __init__(self, module, device_ids=None, output_device=None, **kwargs):
+            if all(p.device.type == "cpu" for p in module.parameters()):
+                device_ids = output_device = None
+            super().__init__(module, device_ids=device_ids, output_device=output_device, **kwargs)
+
+    distributed_fairseq_model.DistributedDataParallel = CpuFriendlyDDP
+
 
 def apply():
     """Idempotent: each patch marks what it wrapped, so a second import of the plugin under
     another path wraps nothing twice."""
     allow_fairseq_checkpoint_globals()
     keep_last_batch()
-    allow_cpu_torchrun()
+    allow_cpu_data_parallel()

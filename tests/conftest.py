@@ -27,7 +27,7 @@ TRAIN_FLAGS = [
 def run(cmd, *args, env=None, check=True):
     """Runs a console script of this venv (fairseq-train, fairseq-wd-...) and returns its output."""
     exe = os.path.join(BIN, cmd)
-    full_env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1")
     full_env.update(env or {})
     proc = subprocess.run(
         [exe, *map(str, args)], capture_output=True, text=True, env=full_env, cwd=REPO
