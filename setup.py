@@ -27,6 +27,7 @@ setup(
             "fairseq-wd-user-dir = fairseq_wd.cli.user_dir:main",
             "fairseq-wd-distill-data = fairseq_wd.cli.distill_data:main",
             "fairseq-wd-init-student = fairseq_wd.cli.init_student:main",
+            "fairseq-wd-export = fairseq_wd.cli.export:main",
         ]
     },
 )

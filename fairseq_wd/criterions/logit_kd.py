@@ -65,7 +65,8 @@ class LogitKDCriterion(LabelSmoothedCrossEntropyCriterion):
     def has_teacher_signal(self, model, sample):
         """Stored top-K in the batch, or a teacher on the task. Validation on a split without either
         (offline KD) reports plain label-smoothed CE; training without either is an error."""
-        if "teacher_topk_idx" in sample or getattr(self.task, "teacher", None) is not None:
+        teacher_path = getattr(getattr(self.task, "cfg", None), "teacher_path", None)
+        if "teacher_topk_idx" in sample or teacher_path or getattr(self.task, "teacher", None) is not None:
             return True
         if model.training:
             raise ValueError(f"--criterion {self.__class__.__name__}: no teacher. Pass --task distillation "

@@ -61,11 +61,15 @@ class PKDCriterion(LogitKDCriterion):
                  pkd_beta, pkd_encoder_map, pkd_decoder_map, ignore_prefix_size=0, report_accuracy=False):
         super().__init__(task, sentence_avg, label_smoothing, kd_alpha, kd_temperature, kd_topk,
                          ignore_prefix_size, report_accuracy)
-        teacher, student = getattr(task, "teacher", None), getattr(task, "student_args", None)
-        if teacher is None or student is None:
-            raise ValueError("--criterion pkd needs --task distillation with --teacher-path")
         self.beta = pkd_beta
         self.maps, self.projections = {}, nn.ModuleDict()
+        if pkd_beta > 0:
+            self.setup_maps(task, pkd_encoder_map, pkd_decoder_map)
+
+    def setup_maps(self, task, pkd_encoder_map, pkd_decoder_map):
+        if not hasattr(task, "get_teacher") or task.student_args is None:
+            raise ValueError("the Patient-KD term needs --task distillation (or weight_distillation) with --teacher-path")
+        teacher, student = task.get_teacher(), task.student_args
         for stack, spec in (("encoder", pkd_encoder_map), ("decoder", pkd_decoder_map)):
             t_layers = len(getattr(teacher, stack).layers)
             t_width = getattr(teacher, stack).embed_tokens.embedding_dim
@@ -83,7 +87,7 @@ class PKDCriterion(LogitKDCriterion):
         return net_output, layer_states(net_output, caught["out"])
 
     def teacher_forward(self, model, sample):
-        with encoder_output_of(self.task.teacher) as caught:
+        with encoder_output_of(self.task.get_teacher()) as caught:
             out = self.task.teacher_output(model, sample["net_input"], return_all_hiddens=True)
         return out, layer_states(out, caught["out"])
 

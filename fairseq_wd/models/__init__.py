@@ -1,2 +1,2 @@
-"""Architectures and the WD phase-1 model, registered with fairseq's model registry."""
-from . import architectures  # noqa: F401
+"""Architectures (registered for fairseq's `transformer`) and the WD phase-1 model."""
+from . import architectures, weight_distillation  # noqa: F401

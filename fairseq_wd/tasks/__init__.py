@@ -1,2 +1,2 @@
-"""Tasks: `distillation` (translation that knows its teacher)."""
-from . import distillation  # noqa: F401
+"""Tasks: `distillation` (translation that knows its teacher), `weight_distillation` (WD phase 1)."""
+from . import distillation, weight_distillation  # noqa: F401

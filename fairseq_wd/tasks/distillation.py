@@ -40,6 +40,9 @@ class DistillationConfig(TranslationConfig):
 class DistillationTask(TranslationTask):
     cfg: DistillationConfig
 
+    # Load the teacher model while building the student, so a bad teacher fails before training.
+    teacher_at_build = True
+
     def __init__(self, cfg, src_dict, tgt_dict):
         super().__init__(cfg, src_dict, tgt_dict)
         self.teacher = None
@@ -47,16 +50,21 @@ class DistillationTask(TranslationTask):
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        if not from_checkpoint and self.teacher is None:
+        if not from_checkpoint:
             self.student_args = cfg
-            if self.cfg.teacher_path:
-                self.teacher = load_teacher(self.cfg.teacher_path, self)
+            if self.cfg.teacher_path and self.teacher_at_build:
+                self.get_teacher()
         return model
 
-    def teacher_output(self, student, net_input, **kwargs):
+    def get_teacher(self):
         if self.teacher is None:
-            raise ValueError("this criterion needs a teacher: pass --teacher-path (task distillation)")
-        return teacher_forward(self.teacher, student, net_input, **kwargs)
+            if not self.cfg.teacher_path:
+                raise ValueError("this criterion needs a teacher: pass --teacher-path TEACHER.pt")
+            self.teacher = load_teacher(self.cfg.teacher_path, self)
+        return self.teacher
+
+    def teacher_output(self, student, net_input, **kwargs):
+        return teacher_forward(self.get_teacher(), student, net_input, **kwargs)
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
         super().load_dataset(split, epoch, combine, **kwargs)

@@ -1,0 +1,72 @@
+"""`fairseq-wd-export`: a WD phase-1 checkpoint -> a plain fairseq `transformer` student checkpoint.
+
+The generator is evaluated once in float32 and dropped. The result has explicit dimensions and its
+config as plain containers: it loads with `torch.load(weights_only=True)` and runs in
+`fairseq-generate` without `--user-dir`, and phase 2 fine-tunes it with
+`fairseq-train --task distillation --finetune-from-model STUDENT.pt`.
+
+    fairseq-wd-export checkpoints/phase1/checkpoint_best.pt --output student.pt
+    fairseq-wd-export checkpoints/phase1/checkpoint_best.pt --show-plan
+"""
+import argparse
+import dataclasses
+import os
+import sys
+
+from fairseq import checkpoint_utils
+from fairseq.tasks.translation import TranslationConfig
+
+import fairseq_wd  # noqa: F401  (registers the task and model)
+
+from ..checkpoints import CheckpointError, load_state, model_args, save_plain_transformer
+from ..modules.weight_plan import format_plan
+
+
+def load_phase1(path, teacher_path=None, data=None):
+    """(WeightDistillationModel in float32 eval mode, the checkpoint's state)."""
+    state = load_state(path, "phase-1 checkpoint")
+    task_cfg = state["cfg"]["task"]
+    if task_cfg.get("_name") != "weight_distillation":
+        raise CheckpointError(f"{path} was trained with --task {task_cfg.get('_name')}, not weight_distillation: "
+                              "only WD phase-1 checkpoints need exporting")
+    overrides = {k: v for k, v in (("teacher_path", teacher_path), ("data", data)) if v}
+    models, _, _ = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides)
+    return models[0].float().eval(), state
+
+
+def translation_config(task_cfg):
+    """The checkpoint's task config reduced to what vanilla `translation` knows."""
+    known = {f.name for f in dataclasses.fields(TranslationConfig)}
+    plain = {k: v for k, v in dict(task_cfg).items() if k in known and isinstance(v, (str, int, float, bool, type(None)))}
+    plain["_name"] = "translation"
+    return plain
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="fairseq-wd-export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="WD phase-1 checkpoint (fairseq-train --task weight_distillation)")
+    p.add_argument("--output", help="student checkpoint to write (never overwritten)")
+    p.add_argument("--show-plan", action="store_true", help="print which teacher tensors generate each student tensor")
+    p.add_argument("--teacher-path", help="teacher checkpoint, if it moved since phase 1")
+    p.add_argument("--data", help="data-bin with the dictionaries, if it moved since phase 1")
+    a = p.parse_args(argv)
+    if not a.output and not a.show_plan:
+        p.error("give --output STUDENT.pt and/or --show-plan")
+    if a.output and os.path.exists(a.output):
+        sys.exit(f"fairseq-wd-export: {a.output} exists; choose another --output")
+    try:
+        model, state = load_phase1(a.checkpoint, a.teacher_path, a.data)
+    except (CheckpointError, ValueError, FileNotFoundError) as e:
+        sys.exit(f"fairseq-wd-export: {e}")
+    if a.show_plan:
+        print(format_plan(model.plan))
+    if a.output:
+        student = model.materialize_()
+        save_plain_transformer(a.output, student.state_dict(), model_args(state), translation_config(state["cfg"]["task"]))
+        print(f"wrote {a.output}: {sum(p.numel() for p in student.parameters())} parameters, "
+              f"fairseq transformer (no --user-dir needed)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""`--task weight_distillation`: WD phase 1 under fairseq-train.
+
+`--arch` names the student (e.g. wd_transformer_tiny); `--teacher-path` the teacher whose weights
+the generator transforms. Everything of `distillation` applies (`--extra-train-data` for the released
+recipe's original + teacher-output data). The teacher *model* (for optional KD terms of the
+`weight_distillation` criterion) is only built when a criterion asks for it.
+"""
+from dataclasses import dataclass, field
+
+from fairseq.dataclass import ChoiceEnum
+from fairseq.tasks import register_task
+
+from ..checkpoints import CheckpointError, load_state
+from ..models.weight_distillation import WeightDistillationModel
+from ..teacher import check_dictionaries
+from .distillation import DistillationConfig, DistillationTask
+
+
+@dataclass
+class WeightDistillationConfig(DistillationConfig):
+    wd_share_transforms: bool = field(
+        default=True, metadata={"help": "share W_I, W_O, W_L among all groups of a weight class (the paper); "
+                                        "--wd-share-transforms False gives one set per group (the released code)"})
+    wd_init: ChoiceEnum(["paper", "truncated-identity"]) = field(
+        default="paper", metadata={"help": "paper: xavier projections as the released code; truncated-identity: "
+                                           "identity projections cut to the student's width (a cut-off teacher copy)"})
+
+
+@register_task("weight_distillation", dataclass=WeightDistillationConfig)
+class WeightDistillationTask(DistillationTask):
+    cfg: WeightDistillationConfig
+
+    teacher_at_build = False  # the generator needs the teacher's weights, not a teacher model
+
+    def build_model(self, cfg, from_checkpoint=False):
+        if not self.cfg.teacher_path:
+            raise CheckpointError("--task weight_distillation needs --teacher-path TEACHER.pt")
+        state = load_state(self.cfg.teacher_path, "teacher checkpoint")
+        check_dictionaries(state, self.source_dictionary, self.target_dictionary, self.cfg.teacher_path)
+        # The student, built as usual (BLEU validation's generator runs it once materialized).
+        student = super().build_model(cfg, from_checkpoint)
+        return WeightDistillationModel(student, state["model"], self.cfg.wd_share_transforms, str(self.cfg.wd_init))
+
+    def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
+        for m in models:
+            if isinstance(m, WeightDistillationModel):
+                m.materialize_()
+        return super().inference_step(generator, models, sample, prefix_tokens, constraints)

@@ -1,0 +1,107 @@
+"""WD phase 1 under fairseq-train, export, phase 2, resume and distributed runs."""
+import os
+import re
+
+import pytest
+import torch
+
+from conftest import BIN, TRAIN_FLAGS, USER_DIR, run
+
+import fairseq_wd  # noqa: F401
+from fairseq import checkpoint_utils
+from fairseq.data import data_utils
+from fairseq_wd.cli.export import load_phase1
+
+STUDENT = ["--arch", "wd_transformer_tiny", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
+           "--encoder-layers", "2", "--encoder-attention-heads", "4", "--decoder-attention-heads", "4"]
+
+
+def phase1(data, save_dir, teacher, *extra, updates=12, check=True):
+    return run("fairseq-train", data, "--user-dir", USER_DIR, "--task", "weight_distillation",
+               "--teacher-path", teacher, "--criterion", "weight_distillation", "--save-dir", save_dir,
+               "--max-update", updates, *STUDENT, *TRAIN_FLAGS, *extra, check=check)
+
+
+def train_losses_after(log, update):
+    return [(int(u), float(loss)) for loss, u in re.findall(r"train_inner .*? loss=([\d.]+),.*?num_updates=(\d+)", log)
+            if int(u) > update]
+
+
+@pytest.fixture(scope="module")
+def phase1_checkpoint(data_bin, teacher, tmp_path_factory):
+    save = tmp_path_factory.mktemp("phase1")
+    log = phase1(data_bin, save, teacher, "--validate-interval-updates", "4", "--validate-interval", "1000",
+                 updates=24).stdout
+    return save / "checkpoint_last.pt", log
+
+
+def test_phase1_lowers_validation_loss(phase1_checkpoint):
+    _, log = phase1_checkpoint
+    losses = [float(v) for v in re.findall(r"valid on 'valid' subset \| loss ([\d.]+)", log)]
+    assert len(losses) >= 2 and losses[-1] < 0.9 * losses[0], losses
+
+
+def test_export_equals_phase1_and_runs_without_user_dir(data_bin, phase1_checkpoint, tmp_path):
+    ckpt, _ = phase1_checkpoint
+    out = tmp_path / "student.pt"
+    run("fairseq-wd-export", ckpt, "--output", out)
+    state = torch.load(out, weights_only=True)
+    assert state["cfg"]["model"]["arch"] == "transformer" and state["cfg"]["model"]["decoder_embed_dim"] == 16
+
+    wd, _ = load_phase1(str(ckpt))
+    exported, _ = checkpoint_utils.load_model_ensemble([str(out)])
+    exported = exported[0].eval()
+    ds = data_utils.load_indexed_dataset(str(data_bin / "valid.src-tgt.src"), None)
+    src = data_utils.collate_tokens([ds[i] for i in range(6)], pad_idx=1, left_pad=True)
+    lengths = src.ne(1).sum(1)
+    prev = torch.randint(4, 20, (6, 7))
+    with torch.no_grad():
+        a, b = wd(src, lengths, prev)[0], exported(src, lengths, prev)[0]
+    assert (a - b).abs().max().item() < 1e-4
+
+    env = {"PYTHONPATH": ""}
+    gen = run("fairseq-generate", data_bin, "--path", out, "--cpu", "--gen-subset", "test", "--beam", "2",
+              "--batch-size", "5", "--required-batch-size-multiple", "1", env=env).stdout
+    assert len(re.findall(r"^H-", gen, re.M)) == 20
+
+
+def test_phase2_finetunes_exported_student(data_bin, teacher, phase1_checkpoint, tmp_path):
+    ckpt, _ = phase1_checkpoint
+    run("fairseq-wd-export", ckpt, "--output", tmp_path / "student.pt")
+    log = run("fairseq-train", data_bin, "--user-dir", USER_DIR, "--task", "distillation", "--finetune-from-model",
+              tmp_path / "student.pt", "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+              "--save-dir", tmp_path / "phase2", "--max-update", "4", *STUDENT, *TRAIN_FLAGS)
+    assert "Loaded checkpoint" in log.stdout + log.stderr
+    assert os.path.exists(tmp_path / "phase2" / "checkpoint_last.pt")
+
+
+def test_resume_continues_like_an_uninterrupted_run(data_bin, teacher, tmp_path):
+    flags = ["--log-interval", "1", "--disable-validation"]
+    whole = phase1(data_bin, tmp_path / "whole", teacher, *flags, updates=10).stdout
+    phase1(data_bin, tmp_path / "cut", teacher, *flags, updates=6)
+    resumed = phase1(data_bin, tmp_path / "cut", teacher, *flags, updates=10).stdout
+    expected = train_losses_after(whole, 6)
+    got = train_losses_after(resumed, 6)
+    assert len(expected) == 4 and [u for u, _ in got] == [u for u, _ in expected]
+    assert [loss for _, loss in got] == pytest.approx([loss for _, loss in expected], abs=2e-3)
+
+
+def test_resume_with_another_teacher_is_an_error(data_bin, teacher, phase1_checkpoint, tmp_path):
+    ckpt, _ = phase1_checkpoint
+    other = tmp_path / "other_teacher.pt"
+    state = torch.load(teacher, weights_only=True)
+    state["model"]["decoder.layers.0.fc1.bias"] += 1.0
+    torch.save(state, other)
+    os.makedirs(tmp_path / "save")
+    os.link(ckpt, tmp_path / "save" / "checkpoint_last.pt")
+    proc = phase1(data_bin, tmp_path / "save", other, updates=30, check=False)
+    assert proc.returncode != 0 and "another teacher" in proc.stderr
+
+
+def test_two_process_gloo_phase1(data_bin, teacher, tmp_path):
+    log = run("torchrun", "--nproc_per_node", "2", "--master_port", "29581", os.path.join(BIN, "fairseq-train"),
+              data_bin, "--user-dir", USER_DIR, "--task", "weight_distillation", "--teacher-path", teacher,
+              "--criterion", "weight_distillation", "--save-dir", tmp_path, "--max-update", "3", *STUDENT,
+              *TRAIN_FLAGS, "--distributed-world-size", "2", "--distributed-backend", "gloo")
+    text = log.stdout + log.stderr
+    assert "distributed init (rank 1)" in text and "done training" in text
