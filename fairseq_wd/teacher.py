@@ -2,7 +2,7 @@
 import logging
 
 import torch
-from fairseq import checkpoint_utils
+from fairseq import models
 
 from .checkpoints import CheckpointError, load_state
 
@@ -26,11 +26,14 @@ def check_dictionaries(state, src_dict, tgt_dict, path):
 
 
 def load_teacher(path, task):
-    """The teacher in eval mode with gradients off, built for `task`'s dictionaries."""
+    """The teacher in eval mode with gradients off, built for `task`'s dictionaries.
+
+    Built with fairseq's model registry directly, not `task.build_model`, so a task that wraps the
+    models it builds (weight_distillation) does not wrap its teacher."""
     state = load_state(path, "teacher checkpoint")
     check_dictionaries(state, task.source_dictionary, task.target_dictionary, path)
-    models, _ = checkpoint_utils.load_model_ensemble([path], task=task, strict=True, state=state)
-    teacher = models[0]
+    teacher = models.build_model(state["cfg"].model, task, from_checkpoint=True)
+    teacher.load_state_dict(state["model"], strict=True, model_cfg=state["cfg"].model)
     teacher.eval()
     teacher.requires_grad_(False)
     logger.info("teacher %s: %d parameters", path, sum(p.numel() for p in teacher.parameters()))

@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from conftest import BIN, TINY_DIMS, TRAIN_FLAGS, USER_DIR, run
+from conftest import BIN, TRAIN_FLAGS, USER_DIR, run
 
 import fairseq_wd  # noqa: F401
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion

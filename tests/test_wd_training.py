@@ -98,6 +98,11 @@ def test_resume_with_another_teacher_is_an_error(data_bin, teacher, phase1_check
     assert proc.returncode != 0 and "another teacher" in proc.stderr
 
 
+def test_phase1_with_word_level_kd_term(data_bin, teacher, tmp_path):
+    log = phase1(data_bin, tmp_path, teacher, "--kd-alpha", "0.5", updates=2).stdout
+    assert "kd_loss" in log and "teacher_nll_loss" in log
+
+
 def test_two_process_gloo_phase1(data_bin, teacher, tmp_path):
     log = run("torchrun", "--nproc_per_node", "2", "--master_port", "29581", os.path.join(BIN, "fairseq-train"),
               data_bin, "--user-dir", USER_DIR, "--task", "weight_distillation", "--teacher-path", teacher,

@@ -2,9 +2,11 @@
 
 mpl.en-ro (10,770 LibreOffice/Firefox string pairs, MPL-2.0, see data/PROVENANCE.md) is split
 deterministically (seeded shuffle: 500 test, 300 valid, the rest train), encoded with a joint
-sentencepiece model, binarized, then: a small teacher, a TINY student trained from scratch and a
-TINY student trained with word-level KD (`logit_kd`), same updates. Each step is skipped when its
-output exists, so a killed demo resumes. Updates are scaled by DEMO_SCALE (default 1.0).
+sentencepiece model, binarized, then a small teacher and TINY students (half-width 1-layer decoder)
+with the same update budget: from scratch; on the teacher's beam output (sequence-level KD); with
+word-level KD (`logit_kd`); with Patient-KD (`pkd`); and Weight Distillation, phase 1 (generator,
+on original + teacher output) -> export -> phase 2 (fine-tuning), half the budget each. Each step is
+skipped when its output exists, so a killed demo resumes. Updates are scaled by DEMO_SCALE.
 """
 import lzma
 import os
@@ -33,7 +35,8 @@ TRAIN = ["--cpu", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", 
 def sh(*cmd, out=None):
     print("+", " ".join(map(str, cmd)), flush=True)
     exe = os.path.join(BIN, cmd[0]) if os.path.exists(os.path.join(BIN, cmd[0])) else cmd[0]
-    res = subprocess.run([exe, *map(str, cmd[1:])], check=True, stdout=subprocess.PIPE if out else None, text=True)
+    res = subprocess.run([exe, *map(str, cmd[1:])], check=True, text=True,
+                         stdout=subprocess.PIPE if out else None, stderr=subprocess.STDOUT if out else None)
     return res.stdout
 
 
@@ -61,13 +64,31 @@ def prepare():
        "--destdir", f"{WORK}/data-bin", "--workers", "2")
 
 
-def train(name, updates, *extra):
+def train(name, updates, *extra, data="data-bin"):
     save = os.path.join(WORK, name)
     if not os.path.exists(os.path.join(save, "done")):
-        sh("fairseq-train", f"{WORK}/data-bin", "--user-dir", USER_DIR, "--save-dir", save,
+        sh("fairseq-train", f"{WORK}/{data}", "--user-dir", USER_DIR, "--save-dir", save,
            "--max-update", max(1, int(updates * SCALE)), *TRAIN, *extra)
         open(os.path.join(save, "done"), "w").close()
     return os.path.join(save, "checkpoint_last.pt")
+
+
+def teacher_output(teacher):
+    """Sequence-level KD data: the teacher's beam output for the train set (same dictionaries)."""
+    if not os.path.exists(f"{WORK}/kd-bin/train.en-ro.ro.bin"):
+        sh("fairseq-wd-distill-data", f"{WORK}/data-bin", "--user-dir", USER_DIR, "--path", teacher, "--cpu",
+           "--dest", f"{WORK}/kd-bin", "--gen-subset", "train", "--beam", "4", "--batch-size", "128")
+    return "kd-bin"
+
+
+def weight_distillation(teacher, kd_bin, updates):
+    phase1 = train("wd_phase1", updates // 2, *STUDENT, "--task", "weight_distillation", "--teacher-path", teacher,
+                   "--extra-train-data", f"{WORK}/{kd_bin}", "--criterion", "weight_distillation")
+    exported = os.path.join(WORK, "wd_phase1", "student.pt")
+    if not os.path.exists(exported):
+        sh("fairseq-wd-export", phase1, "--output", exported)
+    return train("wd_phase2", updates // 2, *STUDENT, "--task", "distillation", "--extra-train-data",
+                 f"{WORK}/{kd_bin}", "--finetune-from-model", exported, "--criterion", "label_smoothed_cross_entropy")
 
 
 def evaluate(name, checkpoint):
@@ -92,9 +113,15 @@ def main():
         "TINY + logit_kd": train("tiny_logit_kd", 300, *STUDENT, "--task", "distillation", "--teacher-path",
                                  teacher, "--criterion", "logit_kd", "--kd-alpha", "0.5"),
     }
+    kd_bin = teacher_output(teacher)
+    models["TINY + seq-KD (teacher output)"] = train("tiny_seqkd", 300, *STUDENT, "--criterion",
+                                                     "label_smoothed_cross_entropy", data=kd_bin)
+    models["TINY + pkd"] = train("tiny_pkd", 300, *STUDENT, "--task", "distillation", "--teacher-path", teacher,
+                                 "--criterion", "pkd", "--kd-alpha", "0.5")
+    models["TINY + WD (phase 1 + 2)"] = weight_distillation(teacher, kd_bin, 300)
     rows = [(name, *evaluate(name, ckpt)) for name, ckpt in models.items()]
     base_speed = rows[0][2]
-    table = ["| model | BLEU | sentences/s | speed-up |", "|---|---|---|---|"]
+    table = ["| model | BLEU | sentences/s | speed-up vs teacher |", "|---|---|---|---|"]
     table += [f"| {n} | {b:.2f} | {s:.1f} | {s / base_speed:.2f}x |" for n, b, s in rows]
     text = "\n".join(table)
     print(text)

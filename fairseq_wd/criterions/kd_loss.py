@@ -1,5 +1,4 @@
 """Word-level KD and Patient-KD losses as plain functions of tensors (fp32, padding masked, summed)."""
-import torch
 import torch.nn.functional as F
 
 

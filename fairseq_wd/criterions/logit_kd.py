@@ -6,7 +6,6 @@ loss is exactly label_smoothed_cross_entropy."""
 import math
 from dataclasses import dataclass, field
 
-import torch
 from fairseq import utils
 from fairseq.criterions import register_criterion
 from fairseq.criterions.label_smoothed_cross_entropy import (

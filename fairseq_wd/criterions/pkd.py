@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch.nn as nn
 from fairseq.criterions import register_criterion
 
-from ..modules.hidden_states import encoder_output_of, layer_states, unwrap
+from ..modules.hidden_states import encoder_output_of, layer_states
 from .kd_loss import patient_loss
 from .logit_kd import LogitKDConfig, LogitKDCriterion
 
