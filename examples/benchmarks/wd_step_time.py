@@ -12,7 +12,6 @@ Target (issue 4): phase 1 <= 1.5x the student's own step time.
 """
 import argparse
 import json
-import resource
 import subprocess
 import sys
 
@@ -48,6 +47,13 @@ def setup(pair, variant, a, device):
     return lambda: train_step(model, criterion, sample, optimizer)
 
 
+def peak_rss_mb():
+    """This process image's peak resident memory. Not ru_maxrss: Linux carries that across fork and
+    exec, so a child would report the parent's peak."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:"))
+
+
 def peak_memory_subprocess(pair, variant, argv):
     out = subprocess.run([sys.executable, __file__, *argv, "--memory-of", pair, variant],
                          capture_output=True, text=True, check=True).stdout
@@ -69,7 +75,7 @@ def main(argv=None):
         step = setup(*a.memory_of, a, device)
         for _ in range(a.steps):
             step()
-        print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        print(json.dumps({"peak_mb": peak_rss_mb()}))
         return
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; batch {a.batch} x "
           f"{a.length} tokens, vocab {a.vocab}")
