@@ -98,9 +98,13 @@ def test_resume_with_another_teacher_is_an_error(data_bin, teacher, phase1_check
     assert proc.returncode != 0 and "another teacher" in proc.stderr
 
 
-def test_phase1_with_word_level_kd_term(data_bin, teacher, tmp_path):
-    log = phase1(data_bin, tmp_path, teacher, "--kd-alpha", "0.5", updates=2).stdout
+def test_phase1_options_kd_term_separate_transforms_identity_init(data_bin, teacher, tmp_path):
+    log = phase1(data_bin, tmp_path, teacher, "--kd-alpha", "0.5", "--wd-separate-transforms",
+                 "--wd-init", "truncated-identity", updates=2).stdout
     assert "kd_loss" in log and "teacher_nll_loss" in log
+    keys = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)["model"]
+    assert "generator.transforms.decoder__layers__0__fc1__weight.w_in" in keys  # one set per group
+    assert not any(k.startswith("generator.transforms.decoder__layers__fc1") for k in keys)
 
 
 def test_two_process_gloo_phase1(data_bin, teacher, tmp_path):

@@ -18,9 +18,9 @@ from .distillation import DistillationConfig, DistillationTask
 
 @dataclass
 class WeightDistillationConfig(DistillationConfig):
-    wd_share_transforms: bool = field(
-        default=True, metadata={"help": "share W_I, W_O, W_L among all groups of a weight class (the paper); "
-                                        "--wd-share-transforms False gives one set per group (the released code)"})
+    wd_separate_transforms: bool = field(
+        default=False, metadata={"help": "one set of W_I, W_O, W_L per group, as the released code; by default "
+                                         "all groups of a weight class share one set, as the paper describes"})
     wd_init: ChoiceEnum(["paper", "truncated-identity"]) = field(
         default="paper", metadata={"help": "paper: xavier projections as the released code; truncated-identity: "
                                            "identity projections cut to the student's width (a cut-off teacher copy)"})
@@ -39,7 +39,7 @@ class WeightDistillationTask(DistillationTask):
         check_dictionaries(state, self.source_dictionary, self.target_dictionary, self.cfg.teacher_path)
         # The student, built as usual (BLEU validation's generator runs it once materialized).
         student = super().build_model(cfg, from_checkpoint)
-        return WeightDistillationModel(student, state["model"], self.cfg.wd_share_transforms, str(self.cfg.wd_init))
+        return WeightDistillationModel(student, state["model"], not self.cfg.wd_separate_transforms, str(self.cfg.wd_init))
 
     def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
         for m in models:
