@@ -53,23 +53,15 @@ class ParameterGenerator(nn.Module):
         super().__init__()
         if init not in ("paper", "truncated-identity"):
             raise ValueError(f"--wd-init must be paper or truncated-identity, got {init!r}")
-        self.plan = plan
+        self.plan, self.share_transforms = plan, share_transforms
         self.transforms, self.gates_w, self.gates_b = nn.ModuleDict(), nn.ParameterDict(), nn.ParameterDict()
-        self._stack_of, self._rows, self._owner = {}, {}, {}
-        stacks = {}
+        self._first_row, stacks = {}, {}  # student tensor -> its group's first row in the class stack
         for e in plan:
             rows = stacks.setdefault(e.weight_class, [])
-            if e.teacher_keys[0] not in rows:
-                self._rows[e.student_key] = len(rows)
-                rows.extend(e.teacher_keys)
-            else:
-                self._rows[e.student_key] = rows.index(e.teacher_keys[0])
-            self._stack_of[e.student_key] = _name(e.weight_class)
-            if e.transform in ("matrix", "vector", "embedding", "projection"):
-                owner = _name(e.weight_class if share_transforms else e.student_key)
-                if owner not in self.transforms:
-                    self.transforms[owner] = ClassTransform(e, init)
-                self._owner[e.student_key] = owner
+            self._first_row[e.student_key] = len(rows)
+            rows.extend(e.teacher_keys)
+            if e.transform in ("matrix", "vector", "embedding", "projection") and self._owner(e) not in self.transforms:
+                self.transforms[self._owner(e)] = ClassTransform(e, init)
             if e.transform not in ("copy", "projection"):
                 self.gates_w[_name(e.student_key)] = nn.Parameter(torch.ones(e.shape))
                 self.gates_b[_name(e.student_key)] = nn.Parameter(torch.zeros(e.shape))
@@ -82,9 +74,12 @@ class ParameterGenerator(nn.Module):
             digest.update(teacher_state[k].float().cpu().numpy().tobytes())
         self.register_buffer("teacher_fingerprint", torch.tensor(list(digest.digest()), dtype=torch.uint8))
 
+    def _owner(self, entry):
+        return _name(entry.weight_class if self.share_transforms else entry.student_key)
+
     def group(self, entry):
-        stack = getattr(self, "teacher__" + self._stack_of[entry.student_key])
-        start = self._rows[entry.student_key]
+        stack = getattr(self, "teacher__" + _name(entry.weight_class))
+        start = self._first_row[entry.student_key]
         return stack[start: start + len(entry.teacher_keys)]
 
     def generate(self, entry):
@@ -92,7 +87,7 @@ class ParameterGenerator(nn.Module):
         kind = entry.transform
         if kind == "copy":
             return group[0]
-        pre = group[0] if kind == "elementwise" else self.transforms[self._owner[entry.student_key]](kind, group)
+        pre = group[0] if kind == "elementwise" else self.transforms[self._owner(entry)](kind, group)
         if kind == "projection":
             return pre
         key = _name(entry.student_key)
