@@ -92,6 +92,9 @@ def test_distill_data_order_shards_resume_and_topk(data_bin, teacher, tmp_path):
     agree = sum(d.string(torch.tensor(h[:-1])) == generated[i] for i, h in enumerate(hyps))
     assert agree >= 18, f"only {agree}/20 teacher outputs match fairseq-generate"
 
+    refused = run("fairseq-wd-distill-data", *common, "--dest", data_bin, check=False)
+    assert refused.returncode != 0 and "--dest must differ" in refused.stderr
+
     os.remove(whole / "chunks" / "test.000002.pt")
     proc = run("fairseq-wd-distill-data", *common, "--dest", whole, "--save-topk", "3")
     assert "4 chunks; shard 0/1 has 4, 3 already done" in proc.stdout + proc.stderr

@@ -126,6 +126,11 @@ def main(argv=None):
     task.load_dataset(subset)
     dataset = task.dataset(subset)
     src, tgt = task.cfg.source_lang, task.cfg.target_lang
+    existing = os.path.join(args.dest, f"{subset}.{src}-{tgt}.{tgt}.bin")
+    if os.path.realpath(args.dest) == os.path.realpath(utils.split_paths(task.cfg.data)[0]):
+        sys.exit("fairseq-wd-distill-data: --dest must differ from the input data-bin (its split would be overwritten)")
+    if os.path.exists(existing) and not os.path.isdir(os.path.join(args.dest, "chunks")):
+        sys.exit(f"fairseq-wd-distill-data: {existing} exists and was not written by this tool; choose another --dest")
     n = len(dataset)
     n_chunks = (n + args.chunk_size - 1) // args.chunk_size
     os.makedirs(os.path.join(args.dest, "chunks"), exist_ok=True)
