@@ -9,8 +9,8 @@ from conftest import TINY_DIMS, USER_DIR, run, train
 
 import fairseq_wd  # noqa: F401  (compat fixes + registration)
 from fairseq import options
-from fairseq.data import Dictionary
 from fairseq.models.transformer import TransformerModel
+from fairseq_wd.cli.init_student import SizedDictionaries
 
 
 def hypotheses(output):
@@ -63,13 +63,7 @@ def test_plugin_imports_twice_without_duplicate_registration():
     subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
 
 
-class _Task:
-    def __init__(self, src_vocab, tgt_vocab):
-        self.source_dictionary, self.target_dictionary = Dictionary(), Dictionary()
-        for i in range(src_vocab - 4):
-            self.source_dictionary.add_symbol(f"s{i}")
-        for i in range(tgt_vocab - 4):
-            self.target_dictionary.add_symbol(f"t{i}")
+_Task = SizedDictionaries  # dictionaries of given sizes: enough to build a model
 
 
 def build(arch, *extra, vocab=(100, 120)):

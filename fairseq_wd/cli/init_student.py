@@ -44,7 +44,7 @@ def layers_to_copy(n_teacher, n_student, explicit=None):
     return [round(i * (n_teacher - 1) / (n_student - 1)) for i in range(n_student)]
 
 
-class _Dictionaries:
+class SizedDictionaries:
     """Dictionaries of the teacher's sizes: enough to build the student's module tree."""
 
     def __init__(self, n_src, n_tgt):
@@ -62,7 +62,7 @@ def student_from_teacher(teacher_state, arch, overrides, encoder_map=None, decod
         setattr(s_args, k, v)
     s_args.arch = arch
     ARCH_CONFIG_REGISTRY[arch](s_args)
-    dicts = _Dictionaries(t_weights["encoder.embed_tokens.weight"].shape[0],
+    dicts = SizedDictionaries(t_weights["encoder.embed_tokens.weight"].shape[0],
                           t_weights["decoder.embed_tokens.weight"].shape[0])
     student = TransformerModel.build_model(s_args, dicts)
     maps = {stack: layers_to_copy(getattr(t_args, f"{stack}_layers"), getattr(s_args, f"{stack}_layers"), m)
