@@ -4,7 +4,9 @@ Each fix is applied once, on import of the plugin (`--user-dir fairseq_wd` or `i
 names the fairseq version and the symptom, and is a no-op where fairseq already behaves.
 """
 import argparse
+import atexit
 import logging
+import threading
 
 import numpy as np
 import torch
@@ -94,9 +96,54 @@ def allow_cpu_data_parallel():
     distributed_fairseq_model.DistributedDataParallel = CpuFriendlyDDP
 
 
+def stop_data_threads_at_exit():
+    """fairseq 0.12.x: `fairseq-train` can abort after "done training" with "terminate called
+    without an active exception" (exit -6, checkpoints already written). The data-prefetch thread
+    (`iterators.BackgroundConsumer`, a daemon) is still collating the rest of the epoch when the
+    interpreter finalizes; Python then ends it with pthread_exit inside torch's C++ code, which
+    std::terminate()s. Seen when --max-update stops mid-epoch, most often with OMP_NUM_THREADS=1.
+    At exit we tell those threads to stop before their next batch and wait for them."""
+    from fairseq.data import iterators
+
+    consumer = iterators.BackgroundConsumer
+    if getattr(consumer, "_fairseq_wd_stoppable", False):
+        return
+    stopping = threading.Event()
+
+    def until_stopping(source):
+        items = iter(source)
+        while not stopping.is_set():
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            yield item
+
+    original_init = consumer.__init__
+
+    def __init__(self, queue, source, *args, **kwargs):
+        original_init(self, queue, until_stopping(source), *args, **kwargs)
+
+    def stop_consumers():
+        stopping.set()
+        for thread in threading.enumerate():
+            if isinstance(thread, consumer):
+                for _ in range(200):  # a blocked put() needs room; give up after ~10 s
+                    while not thread._queue.empty():
+                        thread._queue.get_nowait()
+                    thread.join(0.05)
+                    if not thread.is_alive():
+                        break
+
+    consumer.__init__ = __init__
+    consumer._fairseq_wd_stoppable = True
+    atexit.register(stop_consumers)
+
+
 def apply():
     """Idempotent: each patch marks what it wrapped, so a second import of the plugin under
     another path wraps nothing twice."""
     allow_fairseq_checkpoint_globals()
     keep_last_batch()
     allow_cpu_data_parallel()
+    stop_data_threads_at_exit()
