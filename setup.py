@@ -10,7 +10,7 @@ setup(
     license="MIT",
     python_requires=">=3.8",
     packages=find_packages(include=["fairseq_wd", "fairseq_wd.*"]),
-    package_data={"fairseq_wd": ["data/*"]},
+    package_data={"fairseq_wd": ["data/*", "data/demo_teacher/*"]},
     install_requires=[
         # fairseq 0.12.2 does not import on Python >= 3.11 (mutable dataclass defaults, #5012);
         # fairseq-fixed is the same `fairseq` module with that fixed.
@@ -21,13 +21,15 @@ setup(
         "sentencepiece",
         "hydra-core",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest"], "plot": ["matplotlib"], "deploy": ["ctranslate2"]},
     entry_points={
         "console_scripts": [
             "fairseq-wd-user-dir = fairseq_wd.cli.user_dir:main",
             "fairseq-wd-distill-data = fairseq_wd.cli.distill_data:main",
             "fairseq-wd-init-student = fairseq_wd.cli.init_student:main",
             "fairseq-wd-export = fairseq_wd.cli.export:main",
+            "fairseq-wd-bench = fairseq_wd.cli.bench:main",
+            "fairseq-wd-pipeline = fairseq_wd.cli.pipeline:main",
         ]
     },
 )

@@ -56,18 +56,19 @@ def _plain(value):
     return str(value)
 
 
-def save_plain_transformer(path, model_state, args, task_cfg=None):
+def save_plain_transformer(path, model_state, args, task_cfg=None, dtype=torch.float32):
     """Writes a checkpoint of fairseq's `transformer` with explicit dimensions.
 
     `args` is the student's model Namespace (any registered arch); its values are kept, the arch
-    becomes `transformer` and base_architecture fills anything unset."""
+    becomes `transformer` and base_architecture fills anything unset. `dtype=torch.float16` halves the
+    file for shipping; fairseq casts it back when loading into a float32 model."""
     args = argparse.Namespace(**vars(args))
     base_architecture(args)
     args.arch = args._name = "transformer"
     task = _plain(task_cfg) if task_cfg is not None else {"_name": "translation"}
     state = {
         "cfg": {"model": _plain(args), "task": task, "common": {}, "checkpoint": {}},
-        "model": {k: v.detach().float().cpu().contiguous() for k, v in model_state.items()},
+        "model": {k: v.detach().to(dtype).cpu().contiguous() for k, v in model_state.items()},
         "optimizer_history": [{"criterion_name": "LabelSmoothedCrossEntropyCriterion",
                                "optimizer_name": "Adam", "lr_scheduler_state": {}, "num_updates": 0}],
         "extra_state": {"train_iterator": {"epoch": 1}},

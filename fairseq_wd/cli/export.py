@@ -1,4 +1,5 @@
-"""`fairseq-wd-export`: a WD phase-1 checkpoint -> a plain fairseq `transformer` student checkpoint.
+"""`fairseq-wd-export`: a WD phase-1 checkpoint -> a plain fairseq `transformer` student checkpoint;
+or any checkpoint of the plugin (teacher, KD or WD student, phase 1 too) -> a CTranslate2 model.
 
 The generator is evaluated once in float32 and dropped. The result has explicit dimensions and its
 config as plain containers: it loads with `torch.load(weights_only=True)` and runs in
@@ -7,6 +8,7 @@ config as plain containers: it loads with `torch.load(weights_only=True)` and ru
 
     fairseq-wd-export checkpoints/phase1/checkpoint_best.pt --output student.pt
     fairseq-wd-export checkpoints/phase1/checkpoint_best.pt --show-plan
+    fairseq-wd-export student.pt --to ctranslate2 --quantization int8 --output student-ct2/
 """
 import argparse
 import dataclasses
@@ -19,6 +21,7 @@ from fairseq.tasks.translation import TranslationConfig
 import fairseq_wd  # noqa: F401  (registers the task and model)
 
 from ..checkpoints import CheckpointError, load_state, model_args, save_plain_transformer
+from ..deploy.ct2 import QUANTIZATIONS, DeployError
 from ..modules.weight_plan import format_plan
 
 
@@ -42,11 +45,41 @@ def translation_config(task_cfg):
     return plain
 
 
+def model_for_export(path, teacher_path=None, data=None):
+    """(state dict, model args, task config) of any plugin checkpoint; a WD phase-1 one is materialised."""
+    state = load_state(path)
+    if state["cfg"]["task"].get("_name") == "weight_distillation":
+        model, state = load_phase1(path, teacher_path, data)
+        return model.materialize_().state_dict(), model_args(state), state["cfg"]["task"]
+    return state["model"], model_args(state), state["cfg"]["task"]
+
+
+def to_ctranslate2(a):
+    from fairseq import utils
+    from fairseq.data.data_utils import infer_language_pair
+
+    from ..deploy import ct2
+
+    ct2.require()  # before loading anything
+    weights, args, task_cfg = model_for_export(a.checkpoint, a.teacher_path, a.data)
+    data = a.data or utils.split_paths(task_cfg.get("data") or "")[0]
+    src, tgt = task_cfg.get("source_lang"), task_cfg.get("target_lang")
+    if not (src and tgt) and os.path.isdir(data):
+        src, tgt = infer_language_pair(data)
+    ct2.convert(weights, args, data, src, tgt, a.output, a.quantization)
+    print(f"wrote {a.output}: CTranslate2 model ({a.quantization}) of {a.checkpoint}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="fairseq-wd-export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="WD phase-1 checkpoint (fairseq-train --task weight_distillation)")
-    p.add_argument("--output", help="student checkpoint to write (never overwritten)")
+    p.add_argument("checkpoint", help="WD phase-1 checkpoint (fairseq-train --task weight_distillation); "
+                                      "with --to ctranslate2 any checkpoint of the plugin")
+    p.add_argument("--output", help="student checkpoint (or CTranslate2 folder) to write (never overwritten)")
+    p.add_argument("--to", choices=["fairseq", "ctranslate2"], default="fairseq",
+                   help="fairseq: a plain transformer checkpoint (default); ctranslate2: a CTranslate2 model folder")
+    p.add_argument("--quantization", choices=QUANTIZATIONS, default="int8",
+                   help="CTranslate2 weight type (default int8; none = float32 as trained)")
     p.add_argument("--show-plan", action="store_true", help="print which teacher tensors generate each student tensor")
     p.add_argument("--teacher-path", help="teacher checkpoint, if it moved since phase 1")
     p.add_argument("--data", help="data-bin with the dictionaries, if it moved since phase 1")
@@ -55,6 +88,13 @@ def main(argv=None):
         p.error("give --output STUDENT.pt and/or --show-plan")
     if a.output and os.path.exists(a.output):
         sys.exit(f"fairseq-wd-export: {a.output} exists; choose another --output")
+    if a.to == "ctranslate2":
+        if not a.output:
+            p.error("--to ctranslate2 needs --output FOLDER")
+        try:
+            return to_ctranslate2(a)
+        except (CheckpointError, DeployError, ValueError, FileNotFoundError) as e:
+            sys.exit(f"fairseq-wd-export: {e}")
     try:
         model, state = load_phase1(a.checkpoint, a.teacher_path, a.data)
     except (CheckpointError, ValueError, FileNotFoundError) as e:

@@ -1,0 +1,219 @@
+"""`fairseq-wd-bench`: BLEU and decoding speed of several checkpoints under identical settings.
+
+Each model is decoded by `fairseq-generate` itself (beam 6, lenpen 1.0, batch 64 by default, as the
+WD authors; same threads for all), `--repeats` times with the models interleaved, so machine drift
+hits every model alike; speed is the median of fairseq-generate's own timer. A CTranslate2 folder
+(`fairseq-wd-export --to ctranslate2`) is decoded by CTranslate2 with the same beam, length penalty,
+batch size and threads, timed around its translate call. Every test sentence must get a hypothesis. Hypotheses are scored with sacrebleu (signature printed) against the raw
+references (`--references`) or the post-processed targets of the data-bin.
+
+    fairseq-wd-bench data-bin --model teacher=teacher.pt --model wd=student.pt \\
+        --references raw/test.ro --output-dir bench/ [--cpu] [any fairseq-generate option]
+
+The first model is the reference for speed-up and size ratio. Writes bench.md, bench.json,
+bench.png (with matplotlib) and NAME.hyp per model to --output-dir.
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+import sacrebleu
+import torch
+
+from fairseq.data import data_utils
+
+from ..checkpoints import CheckpointError, load_state
+from ..deploy import ct2
+from .bench_report import markdown_table, plot
+
+USER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPEED = re.compile(r"Translated ([\d,]+) sentences \(([\d,]+) tokens\) in [\d.]+s "
+                   r"\(([\d.]+) sentences/s, ([\d.]+) tokens/s\)")
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def get_parser():
+    p = argparse.ArgumentParser(prog="fairseq-wd-bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", help="the binarized data-bin (fairseq-preprocess output) holding --gen-subset")
+    p.add_argument("--model", action="append", required=True, metavar="NAME=CHECKPOINT",
+                   help="a model to decode: a fairseq checkpoint, or a CTranslate2 folder (fairseq-wd-export "
+                        "--to ctranslate2), decoded with the same settings; repeat. The first is the reference")
+    p.add_argument("--gen-subset", default="test", help="split to decode (default: test)")
+    p.add_argument("--beam", type=int, default=6, help="beam size (default 6, as the WD authors)")
+    p.add_argument("--lenpen", type=float, default=1.0, help="length penalty (default 1.0)")
+    p.add_argument("--batch-size", type=int, default=64, help="sentences per batch (default 64)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per model; speed is the median")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                   help="CPU threads for every run (OMP_NUM_THREADS; default: torch's default here)")
+    p.add_argument("--cpu", action="store_true", help="decode on CPU even when a GPU is available")
+    p.add_argument("--post-process", default="sentencepiece",
+                   help="fairseq-generate --post-process for the hypotheses (default: sentencepiece)")
+    p.add_argument("--references", action="append", metavar="FILE",
+                   help="raw (detokenized) reference file, one line per test sentence in data-bin order; repeat "
+                        "for multiple references (NIST). Default: the data-bin targets, post-processed")
+    p.add_argument("--tokenize", default="13a", help="sacrebleu tokenizer (13a; zh for Chinese targets)")
+    p.add_argument("--lowercase", action="store_true", help="case-insensitive BLEU (as NIST Zh-En is reported)")
+    p.add_argument("--output-dir", default="bench", help="where bench.md / .json / .png go (default: bench)")
+    return p
+
+
+def parse_models(specs):
+    models = []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise BenchError(f"--model {spec!r}: write NAME=CHECKPOINT, e.g. --model teacher=checkpoints/teacher.pt")
+        if not (os.path.isfile(path) or ct2.is_model_dir(path)):
+            raise BenchError(f"--model {name}: {path} is neither a checkpoint file nor a CTranslate2 model folder")
+        models.append((name, path))
+    if len({n for n, _ in models}) != len(models):
+        raise BenchError("--model names must be unique")
+    return models
+
+
+class TestSet:
+    """The data-bin's subset: how many sentences every model must translate, the source pieces
+    CTranslate2 decodes, and the post-processed targets (the default references)."""
+
+    def __init__(self, data, subset, post_process):
+        from fairseq.data import Dictionary, indexed_dataset
+
+        found = sorted(glob.glob(os.path.join(data, f"{subset}.*-*.*.idx")))
+        if not found:
+            raise BenchError(f"no binarized '{subset}' split in {data}: run fairseq-preprocess with --{subset}pref")
+        self.src, self.tgt = os.path.basename(found[0]).split(".")[1].split("-")
+        self.post_process = post_process
+
+        def side(lang):
+            d = Dictionary.load(os.path.join(data, f"dict.{lang}.txt"))
+            ds = indexed_dataset.make_dataset(os.path.join(data, f"{subset}.{self.src}-{self.tgt}.{lang}"), impl="mmap")
+            return [d.string(ds[i]) for i in range(len(ds))]
+
+        self.sources = [line.split() for line in side(self.src)]
+        self.targets = [self.detok(line.split()) for line in side(self.tgt)]
+
+    def __len__(self):
+        return len(self.sources)
+
+    def detok(self, pieces):
+        return data_utils.post_process(" ".join(pieces), self.post_process)
+
+
+def model_size(path):
+    if ct2.is_model_dir(path):  # a CTranslate2 folder: no parameter count, the weights file's size
+        return None, os.path.getsize(os.path.join(path, "model.bin")) / 2 ** 20
+    state = load_state(path)
+    params = sum(t.numel() for k, t in state["model"].items()
+                 if torch.is_tensor(t) and not k.endswith(("version", "_float_tensor")))
+    return params, os.path.getsize(path) / 2 ** 20
+
+
+def on_cpu(args):
+    return args.cpu or not torch.cuda.is_available()
+
+
+def generate(args, path, extra):
+    """fairseq-generate in a fresh process: {sentence id: hypothesis}, sentences/s, tokens/s."""
+    cmd = [sys.executable, "-m", "fairseq_cli.generate", args.data, "--user-dir", USER_DIR, "--path", path,
+           "--gen-subset", args.gen_subset, "--beam", str(args.beam), "--lenpen", str(args.lenpen),
+           "--batch-size", str(args.batch_size), "--post-process", args.post_process, *extra]
+    if on_cpu(args):
+        cmd.append("--cpu")
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise BenchError(f"fairseq-generate failed on {path}:\n{proc.stderr[-3000:]}")
+    speed = SPEED.search(proc.stderr)
+    if speed is None:
+        raise BenchError(f"fairseq-generate printed no 'Translated ... sentences/s' line for {path}")
+    hyps = {int(i): h for i, h in re.findall(r"^D-(\d+)\t\S+\t(.*)$", proc.stdout, re.M)}
+    return hyps, float(speed.group(3)), float(speed.group(4))
+
+
+def ct2_generate(args, path, test):
+    """The same decoding by CTranslate2; tokens counted as fairseq does (with the end of sentence)."""
+    outputs, seconds = ct2.translate(path, test.sources, args.beam, args.lenpen, args.batch_size, args.threads,
+                                     "cpu" if on_cpu(args) else "cuda")
+    hyps = {i: test.detok(tokens) for i, tokens in enumerate(outputs)}
+    return hyps, len(outputs) / seconds, sum(len(t) + 1 for t in outputs) / seconds
+
+
+def run(args, extra):
+    models = parse_models(args.model)
+    test = TestSet(args.data, args.gen_subset, args.post_process)
+    expected = len(test)
+    references = [test.targets]
+    if args.references:
+        references = [open(r, encoding="utf-8").read().splitlines() for r in args.references]
+        for path, lines in zip(args.references, references):
+            if len(lines) != expected:
+                raise BenchError(f"--references {path} has {len(lines)} lines, the '{args.gen_subset}' split {expected}")
+    sizes = {name: model_size(path) for name, path in models}
+    runs = {name: [] for name, _ in models}
+    hypotheses = {}
+    for r in range(args.repeats):
+        for name, path in models:
+            print(f"| bench: run {r + 1}/{args.repeats}, {name}", file=sys.stderr, flush=True)
+            if ct2.is_model_dir(path):
+                hyps, sent_s, tok_s = ct2_generate(args, path, test)
+            else:
+                hyps, sent_s, tok_s = generate(args, path, extra)
+            if len(hyps) != expected:
+                missing = sorted(set(range(expected)) - set(hyps))[:10]
+                raise BenchError(f"{name}: {len(hyps)} hypotheses for {expected} sentences (missing ids "
+                                 f"{missing}...); is --max-source-positions too small for the test set?")
+            runs[name].append((sent_s, tok_s))
+            hypotheses.setdefault(name, [hyps[i] for i in range(expected)])
+    os.makedirs(args.output_dir, exist_ok=True)
+    rows, signature = [], None
+    for name, path in models:
+        bleu = sacrebleu.BLEU(tokenize=args.tokenize, lowercase=args.lowercase)
+        score = bleu.corpus_score(hypotheses[name], references)
+        signature = str(bleu.get_signature())
+        with open(os.path.join(args.output_dir, f"{name}.hyp"), "w", encoding="utf-8") as f:
+            f.writelines(h + "\n" for h in hypotheses[name])
+        params, mb = sizes[name]
+        rows.append({"name": name, "path": path, "params": params, "file_mb": round(mb, 2),
+                     "bleu": round(score.score, 2),
+                     "sentences_per_s": statistics.median(s for s, _ in runs[name]),
+                     "tokens_per_s": statistics.median(t for _, t in runs[name]),
+                     "runs": [{"sentences_per_s": s, "tokens_per_s": t} for s, t in runs[name]]})
+    ref = rows[0]
+    for row in rows:
+        row["speedup"] = round(row["sentences_per_s"] / ref["sentences_per_s"], 2)
+        row["size_ratio"] = round(row["params"] / ref["params"], 2) if row["params"] and ref["params"] else None
+        row["bleu_vs_first"] = round(row["bleu"] - ref["bleu"], 2)
+    settings = {"data": args.data, "gen_subset": args.gen_subset, "sentences": expected, "beam": args.beam,
+                "lenpen": args.lenpen, "batch_size": args.batch_size, "repeats": args.repeats,
+                "threads": args.threads, "device": "cpu" if on_cpu(args) else "cuda",
+                "extra_generate_args": extra, "sacrebleu": signature}
+    report = {"settings": settings, "models": rows}
+    table = markdown_table(report)
+    with open(os.path.join(args.output_dir, "bench.md"), "w") as f:
+        f.write(table)
+    with open(os.path.join(args.output_dir, "bench.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    plot(report, os.path.join(args.output_dir, "bench.png"))
+    print(table)
+    return report
+
+
+def main(argv=None):
+    args, extra = get_parser().parse_known_args(argv)
+    try:
+        run(args, extra)
+    except (BenchError, CheckpointError, ct2.DeployError) as e:
+        sys.exit(f"fairseq-wd-bench: error: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Serving students outside fairseq."""

@@ -1,0 +1,67 @@
+"""CTranslate2 (pip `ctranslate2`, the `deploy` extra): converting students and decoding with them.
+
+CTranslate2's FairseqConverter reads `checkpoint["args"]` as an argparse Namespace with the task in
+it, and knows only fairseq's own model names; our checkpoints keep a dict config and `wd_*` archs.
+So the model is handed over as a plain `transformer` checkpoint in that legacy layout.
+"""
+import argparse
+import os
+import tempfile
+import time
+
+import torch
+from fairseq.models.transformer.transformer_legacy import base_architecture
+from omegaconf import OmegaConf
+
+QUANTIZATIONS = ("int8", "int8_float16", "int8_float32", "float16", "float32", "none")
+
+
+class DeployError(RuntimeError):
+    pass
+
+
+def require():
+    try:
+        import ctranslate2
+    except ImportError as e:
+        raise DeployError("CTranslate2 is not installed: pip install 'fairseq-wd[deploy]' "
+                          "(or pip install ctranslate2)") from e
+    return ctranslate2
+
+
+def is_model_dir(path):
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "model.bin"))
+
+
+def convert(model_state, args, data, source_lang, target_lang, output_dir, quantization="int8"):
+    """Writes a CTranslate2 model folder. `args`: the model's Namespace (any registered arch)."""
+    ctranslate2 = require()
+    if os.path.exists(output_dir):
+        raise DeployError(f"{output_dir} exists; choose another --output")
+    for lang in (source_lang, target_lang):
+        if not os.path.isfile(os.path.join(data, f"dict.{lang}.txt")):
+            raise DeployError(f"no dict.{lang}.txt in {data}: pass --data, the data-bin the model was trained on")
+    # plain values only: the converter loads weights-only, and a checkpoint's config holds omegaconf lists
+    legacy = argparse.Namespace(**{k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
+                                   for k, v in vars(args).items()})
+    base_architecture(legacy)
+    legacy.arch, legacy.task, legacy.data = "transformer", "translation", data
+    legacy.source_lang, legacy.target_lang = source_lang, target_lang
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.pt")
+        torch.save({"args": legacy, "model": {k: v.float() for k, v in model_state.items()}}, path)
+        converter = ctranslate2.converters.FairseqConverter(path, data, source_lang=source_lang,
+                                                             target_lang=target_lang)
+        converter.convert(output_dir, quantization=None if quantization == "none" else quantization)
+    return output_dir
+
+
+def translate(model_dir, sources, beam, lenpen, batch_size, threads, device="cpu", max_len=200):
+    """(output token lists, seconds spent translating): the model is loaded before the clock starts."""
+    ctranslate2 = require()
+    translator = ctranslate2.Translator(model_dir, device=device, intra_threads=threads, inter_threads=1)
+    start = time.perf_counter()
+    results = translator.translate_batch(sources, beam_size=beam, length_penalty=lenpen,
+                                         max_batch_size=batch_size, max_decoding_length=max_len)
+    seconds = time.perf_counter() - start
+    return [r.hypotheses[0] for r in results], seconds

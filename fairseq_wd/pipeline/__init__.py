@@ -1,0 +1,1 @@
+"""`fairseq-wd-pipeline`: corpus -> teacher -> every kind of student -> benchmark, resumable."""

@@ -1,0 +1,82 @@
+"""fairseq-wd-bench, fairseq-wd-export --to ctranslate2 and fairseq-wd-pipeline through their console
+scripts, on the toy language."""
+import json
+import os
+import random
+import subprocess
+import sys
+
+from conftest import run, toy_pair
+
+import fairseq_wd  # noqa: F401
+from fairseq import checkpoint_utils
+
+
+def test_bench_compares_fairseq_and_ctranslate2(data_bin, raw_dir, teacher, tmp_path):
+    run("fairseq-wd-export", teacher, "--to", "ctranslate2", "--quantization", "none", "--output", tmp_path / "f32")
+    run("fairseq-wd-export", teacher, "--to", "ctranslate2", "--output", tmp_path / "int8")
+    out = tmp_path / "bench"
+    proc = run("fairseq-wd-bench", data_bin, "--model", f"teacher={teacher}", "--model", f"ct2={tmp_path / 'f32'}",
+               "--model", f"ct2int8={tmp_path / 'int8'}", "--references", raw_dir / "test.tgt",
+               "--post-process", "none", "--cpu", "--repeats", "2", "--output-dir", out)
+    report = json.load(open(out / "bench.json"))
+    rows = {m["name"]: m for m in report["models"]}
+    hyps = {name: open(out / f"{name}.hyp").read().splitlines() for name in rows}
+    assert report["settings"]["sentences"] == 20 and report["settings"]["beam"] == 6
+    assert "tok:13a" in report["settings"]["sacrebleu"] and "tok:13a" in proc.stdout
+    assert rows["teacher"]["bleu"] > 20, "the toy teacher translates, so its BLEU is far above 0"
+    assert rows["teacher"]["speedup"] == 1.0 and len(rows["teacher"]["runs"]) == 2
+    models, _ = checkpoint_utils.load_model_ensemble([str(teacher)])
+    assert rows["teacher"]["params"] == sum(p.numel() for p in models[0].parameters())
+    same = sum(a == b for a, b in zip(hyps["teacher"], hyps["ct2"]))
+    assert same >= 18, f"float32 CTranslate2 agrees with fairseq's beam on {same}/20 sentences"
+    assert abs(rows["ct2"]["bleu"] - rows["teacher"]["bleu"]) < 2
+    assert len(hyps["ct2int8"]) == 20 and rows["ct2int8"]["file_mb"] < rows["ct2"]["file_mb"]
+    assert (out / "bench.md").read_text().count("| ct2") == 2 and (out / "bench.png").stat().st_size > 1000
+    again = run("fairseq-wd-export", teacher, "--to", "ctranslate2", "--output", tmp_path / "f32", check=False)
+    assert again.returncode != 0 and "exists" in again.stderr
+
+
+def test_missing_ctranslate2_is_named(teacher, tmp_path):
+    code = ("import sys; sys.modules['ctranslate2'] = None; from fairseq_wd.cli.export import main; "
+            f"main([{str(teacher)!r}, '--to', 'ctranslate2', '--output', {str(tmp_path / 'x')!r}])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode != 0 and "pip install 'fairseq-wd[deploy]'" in proc.stderr
+    assert not os.path.exists(tmp_path / "x")
+
+
+def test_bench_refuses_references_of_another_length(data_bin, raw_dir, teacher, tmp_path):
+    short = tmp_path / "short.ref"
+    short.write_text("".join(open(raw_dir / "test.tgt").readlines()[:5]))
+    proc = run("fairseq-wd-bench", data_bin, "--model", f"teacher={teacher}", "--references", short, "--cpu",
+               "--output-dir", tmp_path / "b", check=False)
+    assert proc.returncode != 0 and "has 5 lines" in proc.stderr
+    proc = run("fairseq-wd-bench", data_bin, "--model", "teacher", "--cpu", check=False)
+    assert proc.returncode != 0 and "NAME=CHECKPOINT" in proc.stderr
+
+
+def test_pipeline_runs_every_student_and_resumes(tmp_path):
+    rng = random.Random(7)
+    tsv = tmp_path / "toy.tsv"
+    tsv.write_text("".join("\t".join(toy_pair(rng)) + "\n" for _ in range(400)))
+    args = ["--tsv", tsv, "--source-lang", "src", "--target-lang", "tgt", "--test-size", "10", "--valid-size", "10",
+            "--update-scale", "0.1", "--bench-repeats", "1", "--train-args=--max-tokens 600",
+            "--work-dir", tmp_path / "work"]
+    first = run("fairseq-wd-pipeline", *args)
+    report = json.load(open(tmp_path / "work" / "bench" / "bench.json"))
+    names = [m["name"] for m in report["models"]]
+    assert names == ["teacher", "TINY from scratch", "TINY + seq-KD", "TINY + logit_kd", "TINY + pkd", "TINY + WD",
+                     "teacher (CTranslate2 int8)", "TINY + WD (CTranslate2 int8)"]
+    assert "teacher layers cannot be copied" in first.stdout
+    assert all(m["size_ratio"] < 1 for m in report["models"][1:6])
+    assert (tmp_path / "work" / "results.md").read_text().count("| TINY") == 6
+    assert os.path.exists(tmp_path / "work" / "wd_phase1" / "student.pt")
+    again = run("fairseq-wd-pipeline", *args)
+    assert "+ fairseq-train" not in again.stdout and again.stdout.count("done already") == 10
+    assert os.path.exists(tmp_path / "work" / "ct2" / "tiny_wd" / "model.bin")
+
+
+def test_pipeline_checks_the_given_teacher_first(teacher, tmp_path):
+    proc = run("fairseq-wd-pipeline", "--teacher", teacher, "--work-dir", tmp_path, check=False)
+    assert proc.returncode != 0 and "--teacher-dict" in proc.stderr
+    assert not os.path.exists(tmp_path / "data-bin")
