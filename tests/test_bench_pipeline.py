@@ -8,6 +8,8 @@ import sys
 
 from conftest import run, toy_pair
 
+import torch
+
 import fairseq_wd  # noqa: F401
 from fairseq import checkpoint_utils
 
@@ -62,7 +64,7 @@ def test_pipeline_runs_every_student_and_resumes(tmp_path):
     args = ["--tsv", tsv, "--source-lang", "src", "--target-lang", "tgt", "--test-size", "10", "--valid-size", "10",
             "--update-scale", "0.1", "--bench-repeats", "1", "--train-args=--max-tokens 600",
             "--work-dir", tmp_path / "work"]
-    first = run("fairseq-wd-pipeline", *args)
+    first = run("fairseq-wd-pipeline", *args, "--pack-teacher", tmp_path / "packed")
     report = json.load(open(tmp_path / "work" / "bench" / "bench.json"))
     names = [m["name"] for m in report["models"]]
     assert names == ["teacher", "TINY from scratch", "TINY + seq-KD", "TINY + logit_kd", "TINY + pkd", "TINY + WD",
@@ -71,6 +73,10 @@ def test_pipeline_runs_every_student_and_resumes(tmp_path):
     assert all(m["size_ratio"] < 1 for m in report["models"][1:6])
     assert (tmp_path / "work" / "results.md").read_text().count("| TINY") == 6
     assert os.path.exists(tmp_path / "work" / "wd_phase1" / "student.pt")
+    packed = torch.load(tmp_path / "packed" / "checkpoint.pt", weights_only=True)
+    assert packed["cfg"]["model"]["arch"] == "transformer"
+    assert {t.dtype for t in packed["model"].values()} == {torch.float16}
+    assert sorted(os.listdir(tmp_path / "packed")) == ["checkpoint.pt", "dict.txt", "spm.model"]
     again = run("fairseq-wd-pipeline", *args)
     assert "+ fairseq-train" not in again.stdout and again.stdout.count("done already") == 10
     assert os.path.exists(tmp_path / "work" / "ct2" / "tiny_wd" / "model.bin")
@@ -79,4 +85,10 @@ def test_pipeline_runs_every_student_and_resumes(tmp_path):
 def test_pipeline_checks_the_given_teacher_first(teacher, tmp_path):
     proc = run("fairseq-wd-pipeline", "--teacher", teacher, "--work-dir", tmp_path, check=False)
     assert proc.returncode != 0 and "--teacher-dict" in proc.stderr
+    (tmp_path / "dict.txt").write_text("a 1\nb 1\n")
+    proc = run("fairseq-wd-pipeline", "--teacher", teacher, "--teacher-dict", tmp_path / "dict.txt",
+               "--teacher-spm", __file__, "--work-dir", tmp_path, check=False)
+    assert proc.returncode != 0 and "not the teacher's dictionary" in proc.stderr
+    proc = run("fairseq-wd-pipeline", "--source-lang", "ro", "--target-lang", "en", "--work-dir", tmp_path, check=False)
+    assert proc.returncode != 0 and "English-Romanian" in proc.stderr
     assert not os.path.exists(tmp_path / "data-bin")

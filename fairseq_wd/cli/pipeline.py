@@ -101,8 +101,7 @@ class Pipeline:
             folder = os.path.dirname(os.path.abspath(a.teacher))
             bundle = (a.teacher, a.teacher_dict or os.path.join(folder, "dict.txt"),
                       a.teacher_spm or os.path.join(folder, "spm.model"))
-        elif (a.train_teacher or a.tsv or a.source_file or a.budget != "demo"
-              or (self.src, self.tgt) != ("en", "ro")):
+        elif a.train_teacher or a.tsv or a.source_file or a.budget != "demo":
             return None
         else:
             bundle = tuple(os.path.join(SHIPPED_TEACHER, f) for f in ("checkpoint.pt", "dict.txt", "spm.model"))
@@ -110,13 +109,13 @@ class Pipeline:
             if not os.path.isfile(path):
                 raise CheckpointError(f"{what}: {path} not found. A given teacher needs the dictionary and the "
                                       "sentencepiece model its data was made with (--teacher-dict, --teacher-spm).")
-        state = load_state(bundle[0], "teacher checkpoint")
-        rows = state["model"]["encoder.embed_tokens.weight"].shape[0]
         from fairseq.data import Dictionary
 
-        if rows != len(Dictionary.load(bundle[1])):
-            raise CheckpointError(f"teacher {bundle[0]} has {rows} embedding rows but {bundle[1]} has "
-                                  f"{len(Dictionary.load(bundle[1]))} entries: not the teacher's dictionary")
+        rows = load_state(bundle[0], "teacher checkpoint")["model"]["encoder.embed_tokens.weight"].shape[0]
+        entries = len(Dictionary.load(bundle[1]))
+        if rows != entries:
+            raise CheckpointError(f"teacher {bundle[0]} has {rows} embedding rows but {bundle[1]} has {entries} "
+                                  "entries: not the teacher's dictionary")
         return bundle
 
     # -- data ------------------------------------------------------------------------------------------
@@ -126,6 +125,9 @@ class Pipeline:
         if os.path.exists(self.path("data-bin", "done")):
             print("done already:", data_bin)
             return data_bin
+        if not (a.tsv or a.source_file) and (self.src, self.tgt) != ("en", "ro"):
+            raise corpus.CorpusError("the shipped corpus is English-Romanian: keep --source-lang en --target-lang ro, "
+                                     "or give your own with --tsv / --source-file --target-file")
         pairs = corpus.read_pairs(a.tsv, a.source_file, a.target_file)
         splits = corpus.split(pairs, a.test_size, a.valid_size)
         corpus.write_splits(splits, raw, self.src, self.tgt)
