@@ -71,6 +71,7 @@ def save_plain_transformer(path, model_state, args, task_cfg=None, dtype=torch.f
         "model": {k: v.detach().to(dtype).cpu().contiguous() for k, v in model_state.items()},
         "optimizer_history": [{"criterion_name": "LabelSmoothedCrossEntropyCriterion",
                                "optimizer_name": "Adam", "lr_scheduler_state": {}, "num_updates": 0}],
+        "criterion": {},  # fairseq-train --finetune-from-model reads it when the criterion has parameters
         "extra_state": {"train_iterator": {"epoch": 1}},
         "last_optimizer_state": None,
     }

@@ -22,6 +22,7 @@ import fairseq_wd  # noqa: F401  (registers the task and model)
 
 from ..checkpoints import CheckpointError, load_state, model_args, save_plain_transformer
 from ..deploy.ct2 import QUANTIZATIONS, DeployError
+from ..models.sps_transformer import unrolled
 from ..modules.weight_plan import format_plan
 
 
@@ -46,12 +47,14 @@ def translation_config(task_cfg):
 
 
 def model_for_export(path, teacher_path=None, data=None):
-    """(state dict, model args, task config) of any plugin checkpoint; a WD phase-1 one is materialised."""
+    """(state dict, model args, task config) of any plugin checkpoint as a plain Transformer: a WD
+    phase-1 one is materialised, an SPS one unrolled."""
     state = load_state(path)
     if state["cfg"]["task"].get("_name") == "weight_distillation":
         model, state = load_phase1(path, teacher_path, data)
         return model.materialize_().state_dict(), model_args(state), state["cfg"]["task"]
-    return state["model"], model_args(state), state["cfg"]["task"]
+    weights, args = unrolled(state["model"], model_args(state))
+    return weights, args, state["cfg"]["task"]
 
 
 def to_ctranslate2(a):

@@ -3,7 +3,7 @@
 corpus split -> joint sentencepiece -> fairseq-preprocess -> teacher -> teacher output for the train
 set (sequence-level KD data) -> students of one architecture, all with the same number of updates:
 from scratch, sequence-level KD, word-level `logit_kd`, `pkd`, layer-copy init (SMALL only: TINY's
-decoder is narrower than the teacher's), Weight Distillation phase 1 + 2 -> int8 CTranslate2 copies
+decoder is narrower than the teacher's), Weight Distillation phase 1 + 2, Pea-KD (`--pea-kd`) -> int8 CTranslate2 copies
 of the teacher and the WD student (when `ctranslate2` is installed) -> `fairseq-wd-bench`.
 
 Each step is skipped when its output exists and is complete, so a killed run resumes where it
@@ -60,6 +60,8 @@ def get_parser():
     t.add_argument("--teacher-spm", help="the sentencepiece model of the teacher's data (default: spm.model next to it)")
     t.add_argument("--train-teacher", action="store_true", help="train a teacher even where one is shipped")
     p.add_argument("--bench-repeats", type=int, help="timed decoding runs per model (default: the budget's)")
+    p.add_argument("--pea-kd", action="store_true", help="also train Pea-KD students: SPS + logit_kd, "
+                                                         "PTP-initialised + logit_kd, SPS + PTP + pkd")
     p.add_argument("--fp16", action="store_true", help="train with --fp16 (GPU)")
     p.add_argument("--train-args", default="", help="more fairseq-train options for every training, e.g. "
                                                     "--train-args='--max-tokens 8192 --num-workers 2' (they win "
@@ -157,13 +159,17 @@ class Pipeline:
             open(os.path.join(save, "done"), "w").close()
         return os.path.join(save, "checkpoint_best.pt")
 
+    def criterion(self, name):
+        smoothing = [] if name == "ptp" else ["--label-smoothing", str(self.budget.label_smoothing)]
+        return ["--criterion", name, *smoothing]
+
     def teacher(self, bundle):
         self.step("teacher")
         if bundle:
             print("using teacher", bundle[0])
             return bundle[0]
         ckpt = self.train("teacher", self.budget.teacher_updates, *self.budget.teacher,
-                          "--criterion", "label_smoothed_cross_entropy")
+                          *self.criterion("label_smoothed_cross_entropy"))
         if self.args.pack_teacher:
             pack_teacher(ckpt, self.path("spm.model"), self.path("data-bin", f"dict.{self.src}.txt"),
                          self.args.pack_teacher)
@@ -180,23 +186,33 @@ class Pipeline:
                     "--beam", self.budget.distill_beam, "--batch-size", "128")
         return kd_bin
 
+    def student_flags(self, family="wd_transformer"):
+        return ["--arch", f"{family}_{self.args.student}", *self.budget.student_encoder]
+
+    def kd_flags(self, teacher):
+        return ["--task", "distillation", "--teacher-path", teacher, "--kd-alpha", "0.5"]
+
+    def kd_student(self, teacher):
+        label = self.args.student.upper()
+        self.step(f"{label} + word-level KD (logit_kd)")
+        return {f"{label} + logit_kd": self.train(f"{self.args.student}_logit_kd", self.budget.student_updates,
+                                                  *self.student_flags(), *self.kd_flags(teacher),
+                                                  *self.criterion("logit_kd"))}
+
     def students(self, teacher, kd_bin):
-        arch = f"wd_transformer_{self.args.student}"
-        student = ["--arch", arch, *self.budget.student_encoder]
+        student = self.student_flags()
         n = self.budget.student_updates
         label = self.args.student.upper()
-        plain = ["--criterion", "label_smoothed_cross_entropy"]
-        kd = ["--task", "distillation", "--teacher-path", teacher, "--kd-alpha", "0.5"]
+        plain = self.criterion("label_smoothed_cross_entropy")
+        kd = self.kd_flags(teacher)
         models = {}
         self.step(f"{label} from scratch")
         models[f"{label} from scratch"] = self.train(f"{self.args.student}_scratch", n, *student, *plain)
         self.step(f"{label} + sequence-level KD (trained on the teacher's output)")
         models[f"{label} + seq-KD"] = self.train(f"{self.args.student}_seqkd", n, *student, *plain, data=kd_bin)
-        self.step(f"{label} + word-level KD (logit_kd)")
-        models[f"{label} + logit_kd"] = self.train(f"{self.args.student}_logit_kd", n, *student, *kd,
-                                                   "--criterion", "logit_kd")
+        models.update(self.kd_student(teacher))
         self.step(f"{label} + Patient-KD (pkd)")
-        models[f"{label} + pkd"] = self.train(f"{self.args.student}_pkd", n, *student, *kd, "--criterion", "pkd")
+        models[f"{label} + pkd"] = self.train(f"{self.args.student}_pkd", n, *student, *kd, *self.criterion("pkd"))
         self.step(f"{label} + layer-copy init (DistilBART)")
         if self.args.student == "small":
             init = self.path("small_layer_copy_init.pt")
@@ -210,13 +226,34 @@ class Pipeline:
         self.step(f"{label} + Weight Distillation, phase 1 (parameter generator)")
         wd = ["--extra-train-data", kd_bin]
         phase1 = self.train("wd_phase1", n // 2, *student, "--task", "weight_distillation", "--teacher-path",
-                            teacher, "--criterion", "weight_distillation", *wd)
+                            teacher, *self.criterion("weight_distillation"), *wd)
         exported = self.path("wd_phase1", "student.pt")
         if not os.path.exists(exported):
             self.sh("fairseq-wd-export", phase1, "--output", exported)
         self.step(f"{label} + Weight Distillation, phase 2 (fine-tuning)")
         models[f"{label} + WD"] = self.train("wd_phase2", n - n // 2, *student, "--task", "distillation", *wd,
                                              "--finetune-from-model", exported, *plain)
+        if self.args.pea_kd:
+            models.update(self.pea_kd(teacher))
+        return models
+
+    def pea_kd(self, teacher):
+        """Pea-KD's two parts on their own with logit_kd, and together with pkd as Pea-KD does: the same
+        total updates as every student; PTP takes the first half."""
+        s, label, n = self.args.student, self.args.student.upper(), self.budget.student_updates
+        plain, sps = self.student_flags(), [*self.student_flags("sps_transformer"), "--sps-reuse", self.budget.sps_reuse]
+        kd = self.kd_flags(teacher)
+        models = {}
+        self.step(f"{label} + shuffled parameter sharing (SPS, --sps-reuse {self.budget.sps_reuse}) + logit_kd")
+        models[f"{label} + SPS + logit_kd"] = self.train(f"{s}_sps_logit_kd", n, *sps, *kd, *self.criterion("logit_kd"))
+        for name, folder, arch, criterion in ((f"{label} + PTP + logit_kd", f"{s}_ptp_logit_kd", plain, "logit_kd"),
+                                              (f"{label} + Pea-KD (SPS+PTP+pkd)", f"{s}_pea_kd", sps, "pkd")):
+            self.step(f"{name}: pre-training on the teacher's predictions (PTP)")
+            ptp = self.train(f"{folder}_ptp", n // 2, *arch, "--task", "distillation", "--teacher-path", teacher,
+                             *self.criterion("ptp"))
+            self.step(f"{name}: {criterion} from the PTP student")
+            models[name] = self.train(folder, n - n // 2, *arch, *kd, *self.criterion(criterion),
+                                      "--finetune-from-model", ptp)
         return models
 
     def ctranslate2(self, models):

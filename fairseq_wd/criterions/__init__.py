@@ -1,2 +1,3 @@
-"""Criterions: `logit_kd` (word-level KD), `pkd` (+ Patient-KD), `weight_distillation` (WD phase 1)."""
-from . import logit_kd, pkd, weight_distillation  # noqa: F401
+"""Criterions: `logit_kd` (word-level KD), `pkd` (+ Patient-KD), `weight_distillation` (WD phase 1),
+`ptp` (Pea-KD's pre-training on teacher predictions)."""
+from . import logit_kd, pkd, ptp, weight_distillation  # noqa: F401

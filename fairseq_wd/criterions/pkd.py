@@ -1,6 +1,7 @@
 """`--criterion pkd`: logit_kd + beta * Patient-KD loss on token-level hidden states (Sun et al. 2019).
 
 Adapted from PKD's [CLS] states to NMT: every non-pad token of the mapped encoder and decoder layers.
+A student encoder with shuffled parameter sharing (sps_transformer) counts its second pass as layers.
 Deviations from PKD, both needed for translation students:
 - the top student layer is included by default (PKD leaves it to the logit term, which would leave
   TINY's 1-layer decoder with nothing);
@@ -12,9 +13,11 @@ from dataclasses import dataclass, field
 import torch.nn as nn
 from fairseq.criterions import register_criterion
 
+from ..models.sps_transformer import effective_encoder_layers
 from ..modules.hidden_states import encoder_output_of, layer_states
 from .kd_loss import patient_loss
 from .logit_kd import LogitKDConfig, LogitKDCriterion
+from .own_state import LoadsOnlyOwnState
 
 
 @dataclass
@@ -34,9 +37,13 @@ def layer_map(spec, n_student, n_teacher, stack):
     spec = str(spec).strip().lower()
     if spec == "none":
         return []
-    if spec == "skip":
-        teacher = [(i * n_teacher) // n_student for i in range(1, n_student + 1)]
+    if spec == "skip":  # rounded down; rounded up for a student deeper than its teacher (SPS)
+        teacher = [(i * n_teacher) // n_student if n_student <= n_teacher else -(-i * n_teacher // n_student)
+                   for i in range(1, n_student + 1)]
     elif spec == "last":
+        if n_student > n_teacher:
+            raise ValueError(f"the student {stack} ({n_student} layers) is deeper than the teacher's ({n_teacher}): "
+                             f"use --pkd-{stack}-map skip")
         teacher = [n_teacher - n_student + i for i in range(1, n_student + 1)]
     else:
         try:
@@ -50,13 +57,11 @@ def layer_map(spec, n_student, n_teacher, stack):
     if bad:
         raise ValueError(f"--pkd-{stack}-map names teacher layer(s) {bad}, but the teacher {stack} has "
                          f"layers 1..{n_teacher}")
-    if n_student > n_teacher and spec in ("skip", "last"):
-        raise ValueError(f"the student {stack} ({n_student} layers) is deeper than the teacher's ({n_teacher})")
     return list(zip(range(1, n_student + 1), teacher))
 
 
 @register_criterion("pkd", dataclass=PKDConfig)
-class PKDCriterion(LogitKDCriterion):
+class PKDCriterion(LoadsOnlyOwnState, LogitKDCriterion):
     def __init__(self, task, sentence_avg, label_smoothing, kd_alpha, kd_temperature, kd_topk,
                  pkd_beta, pkd_encoder_map, pkd_decoder_map, ignore_prefix_size=0, report_accuracy=False):
         super().__init__(task, sentence_avg, label_smoothing, kd_alpha, kd_temperature, kd_topk,
@@ -73,7 +78,8 @@ class PKDCriterion(LogitKDCriterion):
         for stack, spec in (("encoder", pkd_encoder_map), ("decoder", pkd_decoder_map)):
             t_layers = len(getattr(teacher, stack).layers)
             t_width = getattr(teacher, stack).embed_tokens.embedding_dim
-            s_layers, s_width = getattr(student, f"{stack}_layers"), getattr(student, f"{stack}_embed_dim")
+            s_layers = effective_encoder_layers(student) if stack == "encoder" else student.decoder_layers
+            s_width = getattr(student, f"{stack}_embed_dim")
             self.maps[stack] = layer_map(spec, s_layers, t_layers, stack)
             if s_width != t_width:
                 self.projections[stack] = nn.Linear(s_width, t_width, bias=False)

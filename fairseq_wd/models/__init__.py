@@ -1,2 +1,2 @@
-"""Architectures (registered for fairseq's `transformer`) and the WD phase-1 model."""
-from . import architectures, weight_distillation  # noqa: F401
+"""Architectures (registered for fairseq's `transformer`), the SPS Transformer and the WD phase-1 model."""
+from . import architectures, sps_transformer, weight_distillation  # noqa: F401

@@ -24,12 +24,14 @@ class Budget:
     teacher_updates: int
     student_updates: int            # every student gets the same number; WD splits it between its phases
     train: List[str] = field(default_factory=list)
+    label_smoothing: float = 0.1    # of every criterion that has it (all but ptp)
+    sps_reuse: str = "all"          # --pea-kd: Pea-KD reuses all of 3 layers, the top half of 6
     distill_beam: int = 4
     bench_repeats: int = 3
 
 
 _ADAM = ["--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr-scheduler", "inverse_sqrt",
-         "--label-smoothing", "0.1", "--no-epoch-checkpoints", "--seed", "1"]
+         "--no-epoch-checkpoints", "--seed", "1"]
 
 BUDGETS = {
     # 3-3 d128 teacher: what 10 CPU minutes can train to a usable BLEU on mpl.en-ro (18 BLEU).
@@ -47,7 +49,7 @@ BUDGETS = {
         vocab_size=8000,
         teacher=["--arch", "wd_transformer_base", *transformer(256, 1024, 4, 6, 6)],
         student_encoder=transformer(256, 1024, 4, 6),
-        teacher_updates=6000, student_updates=3000, distill_beam=5, bench_repeats=3,
+        teacher_updates=6000, student_updates=3000, distill_beam=5, bench_repeats=3, sps_reuse="top-half",
         train=[*_ADAM, "--lr", "0.001", "--warmup-updates", "1000", "--max-tokens", "4096", "--dropout", "0.3",
                "--log-interval", "100"],
     ),
