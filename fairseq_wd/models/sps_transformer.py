@@ -8,7 +8,7 @@ Archs: `sps_transformer` (fairseq's base), `sps_transformer_tiny`, `sps_transfor
 """
 from dataclasses import dataclass, field
 
-from fairseq.dataclass import FairseqDataclass
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.dataclass.utils import gen_parser_from_dataclass
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.transformer.transformer_legacy import TransformerModel, base_architecture
@@ -19,14 +19,12 @@ from .architectures import _set, wd_transformer_small, wd_transformer_tiny
 
 @dataclass
 class SPSConfig(FairseqDataclass):
-    sps_reuse: str = field(default="all", metadata={
+    sps_reuse: ChoiceEnum(REUSE_CHOICES) = field(default="all", metadata={
         "help": "encoder layers run a second time with the same parameters: all (Pea-KD's 3-layer student), "
-                "top-half (its 6-layer student: the top ceil(L/2)), bottom-half (its SPS2), none",
-        "choices": REUSE_CHOICES})
-    sps_swap: str = field(default="qk", metadata={
+                "top-half (its 6-layer student: the top ceil(L/2)), bottom-half (its SPS2), none"})
+    sps_swap: ChoiceEnum(SWAP_CHOICES) = field(default="qk", metadata={
         "help": "qk: the second pass exchanges self-attention query and key projections (SPS); "
-                "none: plain sharing (Pea-KD's SPS_no_shuffle)",
-        "choices": SWAP_CHOICES})
+                "none: plain sharing (Pea-KD's SPS_no_shuffle)"})
 
 
 def sps_reused_layers(args):
