@@ -55,6 +55,7 @@ class SPSTransformerModel(TransformerModel):
         model.encoder.layers = SharedPassLayers(model.encoder.layers, sps_reused_layers(args), args.sps_swap == "qk")
         return model
 
+
 def sps_defaults(args):
     for name, f in SPSConfig.__dataclass_fields__.items():
         _set(args, name, f.default)
