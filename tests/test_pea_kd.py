@@ -181,3 +181,10 @@ def test_pipeline_pea_kd_commands_parse_with_fairseq_train(tmp_path, monkeypatch
     assert parsed[2].finetune_from_model == str(tmp_path / "tiny_ptp_logit_kd_ptp" / "checkpoint_best.pt")
     assert parsed[4].finetune_from_model == str(tmp_path / "tiny_pea_kd_ptp" / "checkpoint_best.pt")
     assert all(a.teacher_path == "teacher.pt" for a in parsed)
+
+
+def test_weight_distillation_refuses_an_sps_student(data_bin, teacher, tmp_path):
+    proc = kd_train(data_bin, tmp_path, "--task", "weight_distillation", "--teacher-path", teacher,
+                    "--arch", "sps_transformer_tiny", "--criterion", "weight_distillation", check=False)
+    assert proc.returncode != 0 and "use a wd_transformer_* arch" in proc.stderr
+    assert not os.path.exists(tmp_path / "checkpoint_last.pt")

@@ -21,7 +21,7 @@ from fairseq.tasks.translation import TranslationConfig
 import fairseq_wd  # noqa: F401  (registers the task and model)
 
 from ..checkpoints import CheckpointError, load_state, model_args, save_plain_transformer
-from ..deploy.ct2 import QUANTIZATIONS, DeployError
+from ..deploy import ct2
 from ..models.sps_transformer import unrolled
 from ..modules.weight_plan import format_plan
 
@@ -61,8 +61,6 @@ def to_ctranslate2(a):
     from fairseq import utils
     from fairseq.data.data_utils import infer_language_pair
 
-    from ..deploy import ct2
-
     ct2.require()  # before loading anything
     weights, args, task_cfg = model_for_export(a.checkpoint, a.teacher_path, a.data)
     data = a.data or utils.split_paths(task_cfg.get("data") or "")[0]
@@ -81,7 +79,7 @@ def main(argv=None):
     p.add_argument("--output", help="student checkpoint (or CTranslate2 folder) to write (never overwritten)")
     p.add_argument("--to", choices=["fairseq", "ctranslate2"], default="fairseq",
                    help="fairseq: a plain transformer checkpoint (default); ctranslate2: a CTranslate2 model folder")
-    p.add_argument("--quantization", choices=QUANTIZATIONS, default="int8",
+    p.add_argument("--quantization", choices=ct2.QUANTIZATIONS, default="int8",
                    help="CTranslate2 weight type (default int8; none = float32 as trained)")
     p.add_argument("--show-plan", action="store_true", help="print which teacher tensors generate each student tensor")
     p.add_argument("--teacher-path", help="teacher checkpoint, if it moved since phase 1")
@@ -96,7 +94,7 @@ def main(argv=None):
             p.error("--to ctranslate2 needs --output FOLDER")
         try:
             return to_ctranslate2(a)
-        except (CheckpointError, DeployError, ValueError, FileNotFoundError) as e:
+        except (CheckpointError, ct2.DeployError, ValueError, FileNotFoundError) as e:
             sys.exit(f"fairseq-wd-export: {e}")
     try:
         model, state = load_phase1(a.checkpoint, a.teacher_path, a.data)

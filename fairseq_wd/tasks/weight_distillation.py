@@ -11,6 +11,7 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 
 from ..checkpoints import CheckpointError, load_state
+from ..models.sps_transformer import sps_reused_layers
 from ..models.weight_distillation import WeightDistillationModel
 from ..teacher import check_dictionaries
 from .distillation import DistillationConfig, DistillationTask
@@ -35,6 +36,9 @@ class WeightDistillationTask(DistillationTask):
     def build_model(self, cfg, from_checkpoint=False):
         if not self.cfg.teacher_path:
             raise CheckpointError("--task weight_distillation needs --teacher-path TEACHER.pt")
+        if sps_reused_layers(cfg):
+            raise ValueError(f"--arch {cfg.arch}: Weight Distillation generates a plain student, and its export "
+                             "would drop the shared second pass; use a wd_transformer_* arch (or --sps-reuse none)")
         state = load_state(self.cfg.teacher_path, "teacher checkpoint")
         check_dictionaries(state, self.source_dictionary, self.target_dictionary, self.cfg.teacher_path)
         # The student, built as usual (BLEU validation's generator runs it once materialized).
