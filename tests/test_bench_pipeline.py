@@ -8,6 +8,10 @@ import sys
 
 from conftest import run, toy_pair
 
+from fairseq import options
+from fairseq_wd.cli.pipeline import METHODS, Pipeline, get_parser
+from fairseq_wd.pipeline.budgets import BUDGETS
+
 import torch
 
 import fairseq_wd  # noqa: F401
@@ -30,10 +34,11 @@ def test_bench_compares_fairseq_and_ctranslate2(data_bin, raw_dir, teacher, tmp_
     assert rows["teacher"]["speedup"] == 1.0 and len(rows["teacher"]["runs"]) == 2
     models, _ = checkpoint_utils.load_model_ensemble([str(teacher)])
     assert rows["teacher"]["params"] == sum(p.numel() for p in models[0].parameters())
+    assert rows["teacher"]["weights_bytes"] == 4 * rows["teacher"]["params"], "float32 weights, no optimizer state"
     same = sum(a == b for a, b in zip(hyps["teacher"], hyps["ct2"]))
     assert same >= 18, f"float32 CTranslate2 agrees with fairseq's beam on {same}/20 sentences"
     assert abs(rows["ct2"]["bleu"] - rows["teacher"]["bleu"]) < 2
-    assert len(hyps["ct2int8"]) == 20 and rows["ct2int8"]["file_mb"] < rows["ct2"]["file_mb"]
+    assert len(hyps["ct2int8"]) == 20 and rows["ct2int8"]["weights_mb"] < rows["ct2"]["weights_mb"]
     assert (out / "bench.md").read_text().count("| ct2") == 2 and (out / "bench.png").stat().st_size > 1000
     again = run("fairseq-wd-export", teacher, "--to", "ctranslate2", "--output", tmp_path / "f32", check=False)
     assert again.returncode != 0 and "exists" in again.stderr
@@ -61,25 +66,70 @@ def test_pipeline_runs_every_student_and_resumes(tmp_path):
     rng = random.Random(7)
     tsv = tmp_path / "toy.tsv"
     tsv.write_text("".join("\t".join(toy_pair(rng)) + "\n" for _ in range(400)))
+    n = 20  # updates per student; WD: 10 + 10
     args = ["--tsv", tsv, "--source-lang", "src", "--target-lang", "tgt", "--test-size", "10", "--valid-size", "10",
-            "--update-scale", "0.1", "--bench-repeats", "1", "--train-args=--max-tokens 600",
+            "--update-scale", str(n / BUDGETS["demo"].student_updates), "--bench-repeats", "1",
+            "--train-args=--max-tokens 600", "--methods", "wd,seq-kd,kd,layer-copy",
             "--work-dir", tmp_path / "work"]
     first = run("fairseq-wd-pipeline", *args, "--pack-teacher", tmp_path / "packed")
     report = json.load(open(tmp_path / "work" / "bench" / "bench.json"))
     names = [m["name"] for m in report["models"]]
-    assert names == ["teacher", "TINY from scratch", "TINY + seq-KD", "TINY + logit_kd", "TINY + pkd", "TINY + WD",
-                     "teacher (CTranslate2 int8)", "TINY + WD (CTranslate2 int8)"]
+    assert names == ["teacher", "TINY seq-KD (teacher-out, CE)", "TINY KD (orig+teacher-out, CE)",
+                     "TINY WD (orig+teacher-out, generator then CE)", "teacher, CTranslate2 int8",
+                     "TINY KD (orig+teacher-out, CE), CTranslate2 int8",
+                     "TINY WD (orig+teacher-out, generator then CE), CTranslate2 int8"]
     assert "teacher layers cannot be copied" in first.stdout
-    assert all(m["size_ratio"] < 1 for m in report["models"][1:6])
-    assert (tmp_path / "work" / "results.md").read_text().count("| TINY") == 6
+    assert all(m["size_ratio"] < 1 for m in report["models"][1:4])
+    assert report["settings"]["max_len_a"] == 1.5 and report["settings"]["max_len_b"] == 10
+    results = (tmp_path / "work" / "results.md").read_text()
+    assert results.count("| TINY") == 3 + 2 + 3, "bench rows, CTranslate2 rows, learning-curve rows"
+    assert "| teacher | " in results.split("Learning curves")[1], "the teacher trained here has its curve"
+    assert "KD is the WD paper's KD baseline" in results and "Learning curves on valid" in results
+    curves = json.load(open(tmp_path / "work" / "bench" / "curves.json"))
+    wd = [p["update"] for p in curves["curves"]["TINY WD (orig+teacher-out, generator then CE)"]]
+    assert wd[-1] == n and any(u <= n // 2 for u in wd), "WD's curve spans phase 1 and phase 2"
+    assert all("bleu" in p for p in curves["curves"]["TINY KD (orig+teacher-out, CE)"])
+    assert (tmp_path / "work" / "bench" / "curves.png").stat().st_size > 1000
     assert os.path.exists(tmp_path / "work" / "wd_phase1" / "student.pt")
     packed = torch.load(tmp_path / "packed" / "checkpoint.pt", weights_only=True)
     assert packed["cfg"]["model"]["arch"] == "transformer"
     assert {t.dtype for t in packed["model"].values()} == {torch.float16}
     assert sorted(os.listdir(tmp_path / "packed")) == ["checkpoint.pt", "dict.txt", "spm.model"]
     again = run("fairseq-wd-pipeline", *args)
-    assert "+ fairseq-train" not in again.stdout and again.stdout.count("done already") == 10
-    assert os.path.exists(tmp_path / "work" / "ct2" / "tiny_wd" / "model.bin")
+    assert "+ fairseq-train" not in again.stdout and again.stdout.count("done already") == 8
+    assert os.path.exists(tmp_path / "work" / "ct2" / "wd" / "model.bin")
+    assert (tmp_path / "work" / "results.md").read_text() == results
+
+
+def test_pipeline_commands_of_every_method(tmp_path, monkeypatch):
+    """`--methods all --student small`: every training, checked by fairseq-train's own parser (the real
+    runs are above and in the KD / WD / Pea-KD tests): the same total updates per row, and the KD
+    baseline on the same data as WD."""
+    pipe = Pipeline(get_parser().parse_args(["--work-dir", str(tmp_path), "--methods", "all", "--student", "small"]))
+    commands = []
+
+    def sh(*cmd, log=None):
+        commands.append([str(c) for c in cmd])
+
+    monkeypatch.setattr(pipe, "sh", sh)
+    models = pipe.students("teacher.pt", "kd-bin")
+    assert list(models) == ["SMALL " + row for rows in METHODS.values() for row in rows]
+    trainings = {c[c.index("--save-dir") + 1].split(os.sep)[-1]: options.parse_args_and_arch(
+        options.get_training_parser(), c[1:]) for c in commands if c[0] == "fairseq-train"}
+    n = BUDGETS["demo"].student_updates
+    assert sum(a.max_update for a in trainings.values()) == n * len(models), "the same updates for every row"
+    assert trainings["wd_phase1"].max_update + trainings["wd_phase2"].max_update == n
+    kd, wd1, wd2 = trainings["small_kd"], trainings["wd_phase1"], trainings["wd_phase2"]
+    assert kd.extra_train_data == wd1.extra_train_data == wd2.extra_train_data == "kd-bin"
+    assert kd.data == wd1.data == wd2.data and kd.criterion == wd2.criterion == "label_smoothed_cross_entropy"
+    assert trainings["small_seqkd"].data == "kd-bin" and trainings["small_scratch"].task == "translation"
+    assert ["fairseq-wd-init-student", "fairseq-wd-export"] == [c[0] for c in commands if c[0] != "fairseq-train"]
+
+
+def test_pipeline_refuses_unknown_methods(tmp_path):
+    proc = run("fairseq-wd-pipeline", "--methods", "kd,wdd", "--work-dir", tmp_path, check=False)
+    assert proc.returncode != 0 and "unknown ['wdd']" in proc.stderr and "pea-kd" in proc.stderr
+    assert os.listdir(tmp_path) == []
 
 
 def test_pipeline_checks_the_given_teacher_first(teacher, tmp_path):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fairseq_wd.criterions.kd_loss import kd_loss, patient_loss, teacher_topk
-from fairseq_wd.criterions.pkd import layer_map
+from fairseq_wd.criterions.pkd import PKDCriterion, layer_map
 
 
 def hand_kl(p_logits, q_logits, t):
@@ -70,3 +70,22 @@ def test_pkd_layer_maps():
         layer_map("3,7", 2, 6, "decoder")
     with pytest.raises(ValueError, match="2 layers"):
         layer_map("1,2,3", 2, 6, "decoder")
+
+
+def test_pkd_encoder_term_is_per_source_token():
+    """fairseq divides the summed loss by target tokens; the encoder term must still be an average over
+    source tokens, whatever the target length (the decoder term is per target token)."""
+    pkd = PKDCriterion.__new__(PKDCriterion)
+    torch.nn.Module.__init__(pkd)
+    pkd.beta, pkd.padding_idx, pkd.projections = 1.0, 1, torch.nn.ModuleDict()
+    pkd.maps = {"encoder": [(1, 1)], "decoder": []}
+    h_s, h_t = torch.randn(4, 1, 8), torch.randn(4, 1, 8)
+    src = torch.tensor([[1, 5, 6, 2]])  # one pad, three source tokens
+
+    def per_target_token(n_target):
+        sample = {"net_input": {"src_tokens": src}, "target": torch.full((1, n_target), 7), "ntokens": n_target}
+        return pkd.extra_terms(sample, ([h_s], []), ([h_t], []), {}).item() / n_target
+
+    expected = patient_loss([h_s], [h_t], src.ne(1)).item() / 3
+    assert per_target_token(2) == pytest.approx(expected, rel=1e-5)
+    assert per_target_token(9) == pytest.approx(expected, rel=1e-5)

@@ -106,6 +106,12 @@ def test_offline_topk_trains_without_teacher(data_bin, teacher, tmp_path):
         "--batch-size", "64", "--cpu", "--dest", tmp_path / "kd", "--save-topk", "4")
     proc = kd_train(tmp_path / "kd", tmp_path / "ckpt", "--criterion", "logit_kd", updates=2)
     assert "offline KD" in proc.stdout + proc.stderr and "kd_loss" in proc.stdout
+    # Stored top-K carries the teacher's logits, not its hidden states: pkd must still run the teacher
+    # for its hidden-state term in training (validation has no stored top-K, so it would hide a drop).
+    proc = kd_train(tmp_path / "kd", tmp_path / "pkd", "--criterion", "pkd", "--teacher-path", teacher,
+                    "--log-interval", "1", updates=2)
+    train_lines = [line for line in proc.stdout.splitlines() if "| train_inner |" in line]
+    assert len(train_lines) == 2 and all("| pkd_loss " in line for line in train_lines), train_lines
 
 
 def test_extra_train_data_is_concatenated(data_bin, teacher, tmp_path):

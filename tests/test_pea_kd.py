@@ -16,6 +16,7 @@ from fairseq import options
 from fairseq.models import ARCH_MODEL_REGISTRY
 from fairseq.models.transformer import TransformerModel
 from fairseq_wd.cli.pipeline import Pipeline, get_parser
+from fairseq_wd.pipeline.budgets import BUDGETS
 from fairseq_wd.criterions.pkd import layer_map
 from fairseq_wd.criterions.ptp import ptp_labels
 from fairseq_wd.models.sps_transformer import unrolled
@@ -162,22 +163,23 @@ def test_ptp_needs_a_teacher(data_bin, tmp_path):
 def test_pipeline_pea_kd_commands_parse_with_fairseq_train(tmp_path, monkeypatch):
     """`fairseq-wd-pipeline --pea-kd`'s trainings, checked against fairseq-train's own parser (the
     real runs are measured in the README; the trainings themselves are tested above)."""
-    pipe = Pipeline(get_parser().parse_args(["--work-dir", str(tmp_path), "--pea-kd"]))
+    pipe = Pipeline(get_parser().parse_args(["--work-dir", str(tmp_path), "--methods", "pea-kd"]))
     commands = []
 
-    def sh(*cmd):
+    def sh(*cmd, log=None):
         commands.append([str(c) for c in cmd])
-        os.makedirs(commands[-1][commands[-1].index("--save-dir") + 1])
 
     monkeypatch.setattr(pipe, "sh", sh)
-    models = pipe.pea_kd("teacher.pt")
-    assert list(models) == ["TINY + SPS + logit_kd", "TINY + PTP + logit_kd", "TINY + Pea-KD (SPS+PTP+pkd)"]
+    models = pipe.students("teacher.pt", "kd-bin")
+    assert list(models) == ["TINY SPS (orig, CE+KL)", "TINY PTP then logit-KD (orig, CE+KL)",
+                            "TINY Pea-KD (orig, SPS+PTP then CE+KL+hidden)"]
     assert {c[0] for c in commands} == {"fairseq-train"}
     parsed = [options.parse_args_and_arch(options.get_training_parser(), c[1:]) for c in commands]
+    n = BUDGETS["demo"].student_updates
     assert [(a.arch, a.criterion, a.max_update) for a in parsed] == [
-        ("sps_transformer_tiny", "logit_kd", 240), ("wd_transformer_tiny", "ptp", 120),
-        ("wd_transformer_tiny", "logit_kd", 120), ("sps_transformer_tiny", "ptp", 120),
-        ("sps_transformer_tiny", "pkd", 120)]
+        ("sps_transformer_tiny", "logit_kd", n), ("wd_transformer_tiny", "ptp", n // 2),
+        ("wd_transformer_tiny", "logit_kd", n - n // 2), ("sps_transformer_tiny", "ptp", n // 2),
+        ("sps_transformer_tiny", "pkd", n - n // 2)]
     assert parsed[2].finetune_from_model == str(tmp_path / "tiny_ptp_logit_kd_ptp" / "checkpoint_best.pt")
     assert parsed[4].finetune_from_model == str(tmp_path / "tiny_pea_kd_ptp" / "checkpoint_best.pt")
     assert all(a.teacher_path == "teacher.pt" for a in parsed)

@@ -68,6 +68,17 @@ def test_plan_big_to_tiny():
     assert plan["encoder.layers.0.fc1.weight"].transform == "elementwise"
 
 
+def test_plan_layernorm_embedding_of_a_narrower_decoder_is_a_vector():
+    """--layernorm-embedding: a 1-D tensor whose name contains 'embed' (it used to take the 2-D path)."""
+    student = model("wd_transformer_tiny", "--layernorm-embedding", device="cpu")
+    teacher = model("wd_transformer_base", "--layernorm-embedding", device="cpu")
+    plan = entries(build_plan(shapes(student), shapes(teacher)))
+    assert plan["decoder.layernorm_embedding.weight"].transform == "vector"
+    assert plan["encoder.layernorm_embedding.bias"].transform == "elementwise"
+    generated = ParameterGenerator(list(plan.values()), teacher.state_dict())()
+    assert generated["decoder.layernorm_embedding.weight"].shape == (256,)
+
+
 def test_plan_rejects_depths_that_do_not_divide():
     with pytest.raises(PlanError, match="multiple of the student"):
         build_plan(shapes(model("wd_transformer_small", "--decoder-layers", "4")), shapes(model("wd_transformer_base")))

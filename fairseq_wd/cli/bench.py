@@ -4,27 +4,35 @@ Each model is decoded by `fairseq-generate` itself (beam 6, lenpen 1.0, batch 64
 WD authors; same threads for all), `--repeats` times with the models interleaved, so machine drift
 hits every model alike; speed is the median of fairseq-generate's own timer. A CTranslate2 folder
 (`fairseq-wd-export --to ctranslate2`) is decoded by CTranslate2 with the same beam, length penalty,
-batch size and threads, timed around its translate call. Every test sentence must get a hypothesis. Hypotheses are scored with sacrebleu (signature printed) against the raw
-references (`--references`) or the post-processed targets of the data-bin.
+batches, length limits (--max-len-a/-b, --min-len) and threads, timed around its translate calls.
+Every test sentence must get a hypothesis. Hypotheses are scored with sacrebleu (signature printed)
+against the raw references (`--references`) or the post-processed targets of the data-bin.
 
     fairseq-wd-bench data-bin --model teacher=teacher.pt --model wd=student.pt \\
-        --references raw/test.ro --output-dir bench/ [--cpu] [any fairseq-generate option]
+        --references raw/test.ro --output-dir bench/ [--cpu] [--generate-args='--nbest 1']
 
-The first model is the reference for speed-up and size ratio. Writes bench.md, bench.json,
-bench.png (with matplotlib) and NAME.hyp per model to --output-dir.
+Options bench does not know are refused (a typo would otherwise go unnoticed); other fairseq-generate
+options go in --generate-args, which only the fairseq rows get. The first model is the reference
+for speed-up and size ratio. Writes bench.md, bench.json, bench.png (with matplotlib) and NAME.hyp
+per model to --output-dir.
 """
 import argparse
+import contextlib
 import glob
+import io
 import json
 import os
 import re
+import shlex
 import statistics
 import subprocess
 import sys
 
+import numpy as np
 import sacrebleu
 import torch
 
+from fairseq import options
 from fairseq.data import data_utils
 
 from ..checkpoints import CheckpointError, load_state
@@ -34,6 +42,11 @@ from .bench_report import markdown_table, plot
 USER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEED = re.compile(r"Translated ([\d,]+) sentences \(([\d,]+) tokens\) in [\d.]+s "
                    r"\(([\d.]+) sentences/s, ([\d.]+) tokens/s\)")
+# fairseq-generate options that bench sets for every row (CTranslate2's included): the bench option to use
+OWNED = {"--path": "--model", "--gen-subset": "--gen-subset", "--beam": "--beam", "--lenpen": "--lenpen",
+         "--batch-size": "--batch-size", "--max-sentences": "--batch-size", "--max-len-a": "--max-len-a",
+         "--max-len-b": "--max-len-b", "--min-len": "--min-len", "--post-process": "--post-process",
+         "--remove-bpe": "--post-process", "--cpu": "--cpu", "--user-dir": None}
 
 
 class BenchError(RuntimeError):
@@ -41,7 +54,7 @@ class BenchError(RuntimeError):
 
 
 def get_parser():
-    p = argparse.ArgumentParser(prog="fairseq-wd-bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="fairseq-wd-bench", description=__doc__, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", help="the binarized data-bin (fairseq-preprocess output) holding --gen-subset")
     p.add_argument("--model", action="append", required=True, metavar="NAME=CHECKPOINT",
@@ -51,6 +64,13 @@ def get_parser():
     p.add_argument("--beam", type=int, default=6, help="beam size (default 6, as the WD authors)")
     p.add_argument("--lenpen", type=float, default=1.0, help="length penalty (default 1.0)")
     p.add_argument("--batch-size", type=int, default=64, help="sentences per batch (default 64)")
+    p.add_argument("--max-len-a", type=float, default=0,
+                   help="output length limit a * source length + b, as fairseq-generate (the source length of "
+                        "the batch's longest sentence, with its </s>), CTranslate2 rows too (default 0)")
+    p.add_argument("--max-len-b", type=int, default=200, help="see --max-len-a (default 200)")
+    p.add_argument("--min-len", type=int, default=1,
+                   help="minimum output length in tokens, for every row (default 1). --min-len L --max-len-a 0 "
+                        "--max-len-b L forces L tokens, so that only model cost enters the speed")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per model; speed is the median")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(),
                    help="CPU threads for every run (OMP_NUM_THREADS; default: torch's default here)")
@@ -63,7 +83,33 @@ def get_parser():
     p.add_argument("--tokenize", default="13a", help="sacrebleu tokenizer (13a; zh for Chinese targets)")
     p.add_argument("--lowercase", action="store_true", help="case-insensitive BLEU (as NIST Zh-En is reported)")
     p.add_argument("--output-dir", default="bench", help="where bench.md / .json / .png go (default: bench)")
+    p.add_argument("--generate-args", default="", metavar="'OPTIONS'",
+                   help="more fairseq-generate options in one string, e.g. --generate-args='--unkpen 1'. "
+                        "Only the fairseq rows get them, CTranslate2 rows do not; options bench sets itself "
+                        "(--beam, --batch-size, ...) are refused here")
     return p
+
+
+def generate_args(args):
+    """--generate-args as a list, checked before anything is decoded: no option bench sets for every
+    row (a CTranslate2 row would not follow it), none fairseq-generate does not know."""
+    extra = shlex.split(args.generate_args)
+    for token in extra:
+        name = token.split("=")[0]
+        if name in OWNED:
+            use = f"use fairseq-wd-bench's {OWNED[name]}" if OWNED[name] else "fairseq-wd-bench passes the plugin's"
+            raise BenchError(f"--generate-args: {name} is set by fairseq-wd-bench for every row; {use}")
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            _, unknown = options.parse_args_and_arch(options.get_generation_parser(),
+                                                     [args.data, "--user-dir", USER_DIR, *extra], parse_known=True)
+    except SystemExit:
+        why = stderr.getvalue().strip().splitlines()[-1].partition("error: ")[2]
+        raise BenchError(f"--generate-args: fairseq-generate refuses {args.generate_args!r}: {why}") from None
+    if unknown:
+        raise BenchError(f"--generate-args: fairseq-generate does not know {' '.join(unknown)}")
+    return extra
 
 
 def parse_models(specs):
@@ -82,7 +128,8 @@ def parse_models(specs):
 
 class TestSet:
     """The data-bin's subset: how many sentences every model must translate, the source pieces
-    CTranslate2 decodes, and the post-processed targets (the default references)."""
+    CTranslate2 decodes and the batches fairseq-generate forms, and the post-processed targets (the
+    default references)."""
 
     def __init__(self, data, subset, post_process):
         from fairseq.data import Dictionary, indexed_dataset
@@ -96,10 +143,12 @@ class TestSet:
         def side(lang):
             d = Dictionary.load(os.path.join(data, f"dict.{lang}.txt"))
             ds = indexed_dataset.make_dataset(os.path.join(data, f"{subset}.{self.src}-{self.tgt}.{lang}"), impl="mmap")
-            return [d.string(ds[i]) for i in range(len(ds))]
+            return [d.string(ds[i]) for i in range(len(ds))], ds.sizes.astype(np.int64)  # with </s>
 
-        self.sources = [line.split() for line in side(self.src)]
-        self.targets = [self.detok(line.split()) for line in side(self.tgt)]
+        sources, self.src_sizes = side(self.src)
+        targets, self.tgt_sizes = side(self.tgt)
+        self.sources = [line.split() for line in sources]
+        self.targets = [self.detok(line.split()) for line in targets]
 
     def __len__(self):
         return len(self.sources)
@@ -107,14 +156,26 @@ class TestSet:
     def detok(self, pieces):
         return data_utils.post_process(" ".join(pieces), self.post_process)
 
+    def batches(self, batch_size, required_batch_size_multiple=8):
+        """fairseq-generate's batches (LanguagePairDataset.ordered_indices, then batch_by_size with the
+        plugin's fix): sorted by source length, ties by target length."""
+        order = np.argsort(self.tgt_sizes, kind="mergesort")
+        order = order[np.argsort(self.src_sizes[order], kind="mergesort")]
+        return [list(b) for b in data_utils.batch_by_size(
+            order, None, num_tokens_vec=np.maximum(self.src_sizes, self.tgt_sizes)[order],
+            max_sentences=batch_size, required_batch_size_multiple=required_batch_size_multiple)]
+
 
 def model_size(path):
-    if ct2.is_model_dir(path):  # a CTranslate2 folder: no parameter count, the weights file's size
-        return None, os.path.getsize(os.path.join(path, "model.bin")) / 2 ** 20
+    """(parameters, bytes of the weights): a checkpoint's parameters at the dtype stored, since its file
+    may hold optimizer state or float16 copies; a CTranslate2 folder's model.bin, which is its weights
+    (no parameter count)."""
+    if ct2.is_model_dir(path):
+        return None, os.path.getsize(os.path.join(path, "model.bin"))
     state = load_state(path)
-    params = sum(t.numel() for k, t in state["model"].items()
-                 if torch.is_tensor(t) and not k.endswith(("version", "_float_tensor")))
-    return params, os.path.getsize(path) / 2 ** 20
+    weights = [t for k, t in state["model"].items()
+               if torch.is_tensor(t) and not k.endswith(("version", "_float_tensor"))]
+    return sum(t.numel() for t in weights), sum(t.numel() * t.element_size() for t in weights)
 
 
 def on_cpu(args):
@@ -125,7 +186,8 @@ def generate(args, path, extra):
     """fairseq-generate in a fresh process: {sentence id: hypothesis}, sentences/s, tokens/s."""
     cmd = [sys.executable, "-m", "fairseq_cli.generate", args.data, "--user-dir", USER_DIR, "--path", path,
            "--gen-subset", args.gen_subset, "--beam", str(args.beam), "--lenpen", str(args.lenpen),
-           "--batch-size", str(args.batch_size), "--post-process", args.post_process, *extra]
+           "--batch-size", str(args.batch_size), "--max-len-a", str(args.max_len_a), "--max-len-b", str(args.max_len_b),
+           "--min-len", str(args.min_len), "--post-process", args.post_process, *extra]
     if on_cpu(args):
         cmd.append("--cpu")
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
@@ -135,20 +197,24 @@ def generate(args, path, extra):
     speed = SPEED.search(proc.stderr)
     if speed is None:
         raise BenchError(f"fairseq-generate printed no 'Translated ... sentences/s' line for {path}")
-    hyps = {int(i): h for i, h in re.findall(r"^D-(\d+)\t\S+\t(.*)$", proc.stdout, re.M)}
+    hyps = {}
+    for i, h in re.findall(r"^D-(\d+)\t\S+\t(.*)$", proc.stdout, re.M):
+        hyps.setdefault(int(i), h)  # the best, should --nbest print more
     return hyps, float(speed.group(3)), float(speed.group(4))
 
 
 def ct2_generate(args, path, test):
     """The same decoding by CTranslate2; tokens counted as fairseq does (with the end of sentence)."""
-    outputs, seconds = ct2.translate(path, test.sources, args.beam, args.lenpen, args.batch_size, args.threads,
-                                     "cpu" if on_cpu(args) else "cuda")
+    outputs, seconds = ct2.translate(path, test.sources, test.batches(args.batch_size), args.beam, args.lenpen,
+                                     args.threads, "cpu" if on_cpu(args) else "cuda",
+                                     args.max_len_a, args.max_len_b, args.min_len)
     hyps = {i: test.detok(tokens) for i, tokens in enumerate(outputs)}
     return hyps, len(outputs) / seconds, sum(len(t) + 1 for t in outputs) / seconds
 
 
-def run(args, extra):
+def run(args):
     models = parse_models(args.model)
+    extra = generate_args(args)
     test = TestSet(args.data, args.gen_subset, args.post_process)
     expected = len(test)
     references = [test.targets]
@@ -181,8 +247,9 @@ def run(args, extra):
         signature = str(bleu.get_signature())
         with open(os.path.join(args.output_dir, f"{name}.hyp"), "w", encoding="utf-8") as f:
             f.writelines(h + "\n" for h in hypotheses[name])
-        params, mb = sizes[name]
-        rows.append({"name": name, "path": path, "params": params, "file_mb": round(mb, 2),
+        params, weights = sizes[name]
+        rows.append({"name": name, "path": path, "params": params, "weights_bytes": weights,
+                     "weights_mb": round(weights / 2 ** 20, 2),
                      "bleu": round(score.score, 2),
                      "sentences_per_s": statistics.median(s for s, _ in runs[name]),
                      "tokens_per_s": statistics.median(t for _, t in runs[name]),
@@ -193,9 +260,11 @@ def run(args, extra):
         row["size_ratio"] = round(row["params"] / ref["params"], 2) if row["params"] and ref["params"] else None
         row["bleu_vs_first"] = round(row["bleu"] - ref["bleu"], 2)
     settings = {"data": args.data, "gen_subset": args.gen_subset, "sentences": expected, "beam": args.beam,
-                "lenpen": args.lenpen, "batch_size": args.batch_size, "repeats": args.repeats,
+                "lenpen": args.lenpen, "batch_size": args.batch_size, "max_len_a": args.max_len_a,
+                "max_len_b": args.max_len_b, "min_len": args.min_len, "repeats": args.repeats,
                 "threads": args.threads, "device": "cpu" if on_cpu(args) else "cuda",
-                "extra_generate_args": extra, "sacrebleu": signature}
+                "generate_args": extra, "sacrebleu": signature,
+                "generate_args_note": "given to the fairseq rows only; CTranslate2 rows do not get them"}
     report = {"settings": settings, "models": rows}
     table = markdown_table(report)
     with open(os.path.join(args.output_dir, "bench.md"), "w") as f:
@@ -208,9 +277,13 @@ def run(args, extra):
 
 
 def main(argv=None):
-    args, extra = get_parser().parse_known_args(argv)
+    parser = get_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)} (fairseq-generate options go in "
+                     "--generate-args='...', which CTranslate2 rows do not get)")
     try:
-        run(args, extra)
+        run(args)
     except (BenchError, CheckpointError, ct2.DeployError) as e:
         sys.exit(f"fairseq-wd-bench: error: {e}")
 

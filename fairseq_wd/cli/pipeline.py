@@ -1,23 +1,27 @@
 """`fairseq-wd-pipeline`: the paper's experiment in one command, on real text.
 
 corpus split -> joint sentencepiece -> fairseq-preprocess -> teacher -> teacher output for the train
-set (sequence-level KD data) -> students of one architecture, all with the same number of updates:
-from scratch, sequence-level KD, word-level `logit_kd`, `pkd`, layer-copy init (SMALL only: TINY's
-decoder is narrower than the teacher's), Weight Distillation phase 1 + 2, Pea-KD (`--pea-kd`) -> int8 CTranslate2 copies
-of the teacher and the WD student (when `ctranslate2` is installed) -> `fairseq-wd-bench`.
+set (sequence-level KD data) -> the students of --methods, one architecture, all with the same number
+of updates (default: the WD paper's KD baseline, i.e. the student trained on original + teacher
+output, and Weight Distillation phase 1 + 2 on the same data) -> int8 CTranslate2 copies of the
+teacher and of those two -> `fairseq-wd-bench` under one relative length limit -> learning curves
+(valid BLEU against updates, from fairseq's --eval-bleu) and whether each valid loss stopped improving.
 
 Each step is skipped when its output exists and is complete, so a killed run resumes where it
 stopped (fairseq-train itself resumes from checkpoint_last.pt). The table is printed and saved to
 WORK_DIR/results.md.
 
     fairseq-wd-pipeline                                   # = make demo: shipped corpus and teacher
-    fairseq-wd-pipeline --budget full --train-teacher     # a real teacher (GPU: minutes-hours)
+    fairseq-wd-pipeline --methods all                     # + scratch, seq-KD, logit_kd, pkd, layer-copy, Pea-KD
+    fairseq-wd-pipeline --budget cpu --work-dir runs/cpu  # a teacher and students trained to convergence (CPU)
+    fairseq-wd-pipeline --budget full --fp16              # a bigger teacher, trained longer (GPU)
     fairseq-wd-pipeline --tsv my.de-en.tsv --source-lang de --target-lang en --work-dir runs/de-en
     fairseq-wd-pipeline --teacher ckpt.pt --teacher-dict dict.txt --teacher-spm spm.model ...
 """
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -28,8 +32,27 @@ import torch
 
 from ..checkpoints import CheckpointError, load_state, model_args, save_plain_transformer
 from ..deploy import ct2
-from ..pipeline import corpus
+from ..pipeline import corpus, curves
 from ..pipeline.budgets import BUDGETS
+
+# --methods, in table order, and the rows each adds: after the student's name, the training data and the loss.
+METHODS = {
+    "scratch": ["scratch (orig, CE)"],
+    "seq-kd": ["seq-KD (teacher-out, CE)"],
+    "kd": ["KD (orig+teacher-out, CE)"],
+    "logit_kd": ["logit-KD (orig, CE+KL)"],
+    "pkd": ["PKD (orig, CE+KL+hidden)"],
+    "layer-copy": ["layer-copy init (orig, CE)"],
+    "wd": ["WD (orig+teacher-out, generator then CE)"],
+    "pea-kd": ["SPS (orig, CE+KL)", "PTP then logit-KD (orig, CE+KL)", "Pea-KD (orig, SPS+PTP then CE+KL+hidden)"],
+}
+DEFAULT_METHODS = "kd,wd"
+LEGEND = ("Rows: orig = the original training pairs; teacher-out = the teacher's beam output for the same "
+          "sources (sequence-level KD data); CE = label-smoothed cross-entropy; KL = word-level KD against the "
+          "online teacher (alpha 0.5); hidden = Patient-KD's hidden-state term; WD = phase 1 (parameter "
+          "generator) for half of the updates, then CE fine-tuning. KD is the WD paper's KD baseline: the same "
+          "student on the same data as WD. Every student has the same number of updates.")
+CT2_ROWS = ("kd", "wd")  # besides the teacher, the rows that also get an int8 CTranslate2 copy
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED_TEACHER = os.path.join(PACKAGE, "data", "demo_teacher")
@@ -41,7 +64,8 @@ def get_parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work-dir", default="runs/pipeline", help="everything is written here (default runs/pipeline)")
     p.add_argument("--budget", choices=sorted(BUDGETS), default="demo",
-                   help="model sizes and update counts: demo (30 min on a 2-core CPU) or full (GPU)")
+                   help="model sizes and update counts: demo (30 min on a 2-core CPU), cpu (the demo's models trained "
+                        "to convergence, at most 150 min on a 2-core CPU) or full (GPU)")
     p.add_argument("--update-scale", type=float, default=1.0, help="multiplies every update count (e.g. 0.1 to try)")
     p.add_argument("--student", choices=["tiny", "small"], default="tiny",
                    help="student architecture: tiny (1 half-width decoder layer) or small (2 full-width)")
@@ -60,8 +84,10 @@ def get_parser():
     t.add_argument("--teacher-spm", help="the sentencepiece model of the teacher's data (default: spm.model next to it)")
     t.add_argument("--train-teacher", action="store_true", help="train a teacher even where one is shipped")
     p.add_argument("--bench-repeats", type=int, help="timed decoding runs per model (default: the budget's)")
-    p.add_argument("--pea-kd", action="store_true", help="also train Pea-KD students: SPS + logit_kd, "
-                                                         "PTP-initialised + logit_kd, SPS + PTP + pkd")
+    p.add_argument("--methods", type=parse_methods, default=DEFAULT_METHODS,
+                   help=f"comma-separated students to train, from {', '.join(METHODS)}, or all (default "
+                        f"{DEFAULT_METHODS}: the WD paper's KD baseline and WD). pea-kd adds three students: "
+                        "SPS + logit_kd, PTP then logit_kd, SPS + PTP then pkd")
     p.add_argument("--fp16", action="store_true", help="train with --fp16 (GPU)")
     p.add_argument("--train-args", default="", help="more fairseq-train options for every training, e.g. "
                                                     "--train-args='--max-tokens 8192 --num-workers 2' (they win "
@@ -79,6 +105,8 @@ class Pipeline:
         self.src, self.tgt = args.source_lang, args.target_lang
         self.cpu = not torch.cuda.is_available()
         self.step_no = 0
+        self.methods = args.methods
+        self.logs = {}  # table row -> [(train.log, update offset)]
 
     def path(self, *parts):
         return os.path.join(self.work, *parts)
@@ -87,10 +115,20 @@ class Pipeline:
         self.step_no += 1
         print(f"\n=== [{self.step_no}] {title} ({time.strftime('%H:%M:%S')}) ===", flush=True)
 
-    def sh(self, *cmd):
+    def sh(self, *cmd, log=None):
+        """Runs a command; with `log`, its output is also appended to that file (learning curves)."""
         print("+", " ".join(map(str, cmd)), flush=True)
         exe = os.path.join(BIN, cmd[0])
-        subprocess.run([exe if os.path.exists(exe) else cmd[0], *map(str, cmd[1:])], check=True)
+        argv = [exe if os.path.exists(exe) else cmd[0], *map(str, cmd[1:])]
+        if log is None:
+            subprocess.run(argv, check=True)
+            return
+        with open(log, "a", encoding="utf-8") as f, subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as proc:
+            for line in proc.stdout:
+                sys.stdout.write(line)
+                f.write(line)
+        if proc.returncode:
+            raise subprocess.CalledProcessError(proc.returncode, argv)
 
     def updates(self, n):
         return max(1, int(n * self.args.update_scale))
@@ -147,15 +185,20 @@ class Pipeline:
         return data_bin
 
     # -- training --------------------------------------------------------------------------------------
-    def train(self, name, updates, *extra, data=None):
+    def train(self, name, updates, *extra, data=None, row=None, offset=0):
+        """fairseq-train into WORK_DIR/name (its output also in name/train.log); `row`: the table row
+        whose learning curve this training is, starting `offset` updates into it."""
         save = self.path(name)
+        if row:
+            self.logs.setdefault(row, []).append((os.path.join(save, "train.log"), offset))
         if os.path.exists(os.path.join(save, "done")):
             print("done already:", save)
         else:
-            flags = [*self.budget.train, *(["--cpu"] if self.cpu else []), *(["--fp16"] if self.args.fp16 else []),
-                     *shlex.split(self.args.train_args)]
+            os.makedirs(save, exist_ok=True)
+            flags = [*self.budget.train, *self.budget.validation, *(["--cpu"] if self.cpu else []),
+                     *(["--fp16"] if self.args.fp16 else []), *shlex.split(self.args.train_args)]
             self.sh("fairseq-train", data or self.path("data-bin"), "--user-dir", PACKAGE, "--save-dir", save,
-                    "--max-update", self.updates(updates), *flags, *extra)
+                    "--max-update", self.updates(updates), *flags, *extra, log=os.path.join(save, "train.log"))
             open(os.path.join(save, "done"), "w").close()
         return os.path.join(save, "checkpoint_best.pt")
 
@@ -169,7 +212,7 @@ class Pipeline:
             print("using teacher", bundle[0])
             return bundle[0]
         ckpt = self.train("teacher", self.budget.teacher_updates, *self.budget.teacher,
-                          *self.criterion("label_smoothed_cross_entropy"))
+                          *self.criterion("label_smoothed_cross_entropy"), row="teacher")
         if self.args.pack_teacher:
             pack_teacher(ckpt, self.path("spm.model"), self.path("data-bin", f"dict.{self.src}.txt"),
                          self.args.pack_teacher)
@@ -192,98 +235,157 @@ class Pipeline:
     def kd_flags(self, teacher):
         return ["--task", "distillation", "--teacher-path", teacher, "--kd-alpha", "0.5"]
 
-    def kd_student(self, teacher):
-        label = self.args.student.upper()
-        self.step(f"{label} + word-level KD (logit_kd)")
-        return {f"{label} + logit_kd": self.train(f"{self.args.student}_logit_kd", self.budget.student_updates,
-                                                  *self.student_flags(), *self.kd_flags(teacher),
-                                                  *self.criterion("logit_kd"))}
+    def row(self, method, i=0):
+        """A table row's name: the student, the method, and what differs: its training data and loss."""
+        return f"{self.args.student.upper()} {METHODS[method][i]}"
 
     def students(self, teacher, kd_bin):
-        student = self.student_flags()
-        n = self.budget.student_updates
-        label = self.args.student.upper()
-        plain = self.criterion("label_smoothed_cross_entropy")
-        kd = self.kd_flags(teacher)
+        """The students of --methods, in the table's order, each with the same number of updates."""
         models = {}
-        self.step(f"{label} from scratch")
-        models[f"{label} from scratch"] = self.train(f"{self.args.student}_scratch", n, *student, *plain)
-        self.step(f"{label} + sequence-level KD (trained on the teacher's output)")
-        models[f"{label} + seq-KD"] = self.train(f"{self.args.student}_seqkd", n, *student, *plain, data=kd_bin)
-        models.update(self.kd_student(teacher))
-        self.step(f"{label} + Patient-KD (pkd)")
-        models[f"{label} + pkd"] = self.train(f"{self.args.student}_pkd", n, *student, *kd, *self.criterion("pkd"))
-        self.step(f"{label} + layer-copy init (DistilBART)")
-        if self.args.student == "small":
-            init = self.path("small_layer_copy_init.pt")
-            if not os.path.exists(init):
-                self.sh("fairseq-wd-init-student", "--teacher-path", teacher, *student, "--output", init)
-            models[f"{label} + layer-copy init"] = self.train("small_layer_copy", n, *student, *plain,
-                                                              "--finetune-from-model", init)
-        else:
-            print("skipped: TINY's decoder is half the teacher's width, so teacher layers cannot be copied "
-                  "(that is what Weight Distillation is for); use --student small")
-        self.step(f"{label} + Weight Distillation, phase 1 (parameter generator)")
-        wd = ["--extra-train-data", kd_bin]
+        for method in self.methods:
+            models.update(getattr(self, "student_" + method.replace("-", "_"))(teacher, kd_bin))
+        return models
+
+    def student(self, method, folder, *flags, data=None, note=""):
+        """One student of the chosen architecture with the budget's updates: {row: checkpoint}."""
+        row = self.row(method)
+        self.step(row + note)
+        return {row: self.train(folder, self.budget.student_updates, *self.student_flags(), *flags, data=data, row=row)}
+
+    def student_scratch(self, teacher, kd_bin):
+        return self.student("scratch", f"{self.args.student}_scratch", *self.criterion("label_smoothed_cross_entropy"))
+
+    def student_seq_kd(self, teacher, kd_bin):
+        return self.student("seq-kd", f"{self.args.student}_seqkd", *self.criterion("label_smoothed_cross_entropy"),
+                            data=kd_bin)
+
+    def student_kd(self, teacher, kd_bin):
+        """The WD paper's KD baseline: the same student on WD's data (original + teacher output), same updates."""
+        return self.student("kd", f"{self.args.student}_kd", "--task", "distillation", "--extra-train-data", kd_bin,
+                            *self.criterion("label_smoothed_cross_entropy"), note=" (the WD paper's KD baseline)")
+
+    def student_logit_kd(self, teacher, kd_bin=None):
+        return self.student("logit_kd", f"{self.args.student}_logit_kd", *self.kd_flags(teacher),
+                            *self.criterion("logit_kd"))
+
+    def student_pkd(self, teacher, kd_bin):
+        return self.student("pkd", f"{self.args.student}_pkd", *self.kd_flags(teacher), *self.criterion("pkd"))
+
+    def student_layer_copy(self, teacher, kd_bin):
+        if self.args.student != "small":
+            print("skipped layer-copy: TINY's decoder is half the teacher's width, so teacher layers cannot be "
+                  "copied (that is what Weight Distillation is for); use --student small")
+            return {}
+        init = self.path("small_layer_copy_init.pt")
+        if not os.path.exists(init):
+            self.sh("fairseq-wd-init-student", "--teacher-path", teacher, *self.student_flags(), "--output", init)
+        return self.student("layer-copy", "small_layer_copy", *self.criterion("label_smoothed_cross_entropy"),
+                            "--finetune-from-model", init)
+
+    def student_wd(self, teacher, kd_bin):
+        """Phase 1 (generator) for half of the updates, export, phase 2 (plain fine-tuning) for the rest;
+        both on original + teacher output, as the authors' released recipe."""
+        n, student, wd, row = self.budget.student_updates, self.student_flags(), ["--extra-train-data", kd_bin], self.row("wd")
+        self.step(f"{row}: phase 1 (parameter generator)")
         phase1 = self.train("wd_phase1", n // 2, *student, "--task", "weight_distillation", "--teacher-path",
-                            teacher, *self.criterion("weight_distillation"), *wd)
+                            teacher, *self.criterion("weight_distillation"), *wd, *self.budget.wd_phase1, row=row)
         exported = self.path("wd_phase1", "student.pt")
         if not os.path.exists(exported):
             self.sh("fairseq-wd-export", phase1, "--output", exported)
-        self.step(f"{label} + Weight Distillation, phase 2 (fine-tuning)")
-        models[f"{label} + WD"] = self.train("wd_phase2", n - n // 2, *student, "--task", "distillation", *wd,
-                                             "--finetune-from-model", exported, *plain)
-        if self.args.pea_kd:
-            models.update(self.pea_kd(teacher))
-        return models
+        self.step(f"{row}: phase 2 (fine-tuning)")
+        return {row: self.train("wd_phase2", n - n // 2, *student, "--task", "distillation", *wd,
+                                "--finetune-from-model", exported, *self.criterion("label_smoothed_cross_entropy"),
+                                *self.budget.wd_phase2, row=row, offset=self.updates(n // 2))}
 
-    def pea_kd(self, teacher):
+    def student_pea_kd(self, teacher, kd_bin=None):
         """Pea-KD's two parts on their own with logit_kd, and together with pkd as Pea-KD does: the same
-        total updates as every student; PTP takes the first half."""
-        s, label, n = self.args.student, self.args.student.upper(), self.budget.student_updates
+        total updates as every student; PTP takes the first half (its curve is the KD half's)."""
+        s, n = self.args.student, self.budget.student_updates
         plain, sps = self.student_flags(), [*self.student_flags("sps_transformer"), "--sps-reuse", self.budget.sps_reuse]
         kd = self.kd_flags(teacher)
-        models = {}
-        self.step(f"{label} + shuffled parameter sharing (SPS, --sps-reuse {self.budget.sps_reuse}) + logit_kd")
-        models[f"{label} + SPS + logit_kd"] = self.train(f"{s}_sps_logit_kd", n, *sps, *kd, *self.criterion("logit_kd"))
-        for name, folder, arch, criterion in ((f"{label} + PTP + logit_kd", f"{s}_ptp_logit_kd", plain, "logit_kd"),
-                                              (f"{label} + Pea-KD (SPS+PTP+pkd)", f"{s}_pea_kd", sps, "pkd")):
+        name = self.row("pea-kd", 0)
+        self.step(f"{name} (--sps-reuse {self.budget.sps_reuse})")
+        models = {name: self.train(f"{s}_sps_logit_kd", n, *sps, *kd, *self.criterion("logit_kd"), row=name)}
+        for i, folder, arch, criterion in ((1, f"{s}_ptp_logit_kd", plain, "logit_kd"),
+                                           (2, f"{s}_pea_kd", sps, "pkd")):
+            name = self.row("pea-kd", i)
             self.step(f"{name}: pre-training on the teacher's predictions (PTP)")
             ptp = self.train(f"{folder}_ptp", n // 2, *arch, "--task", "distillation", "--teacher-path", teacher,
                              *self.criterion("ptp"))
             self.step(f"{name}: {criterion} from the PTP student")
             models[name] = self.train(folder, n - n // 2, *arch, *kd, *self.criterion(criterion),
-                                      "--finetune-from-model", ptp)
+                                      "--finetune-from-model", ptp, row=name, offset=self.updates(n // 2))
         return models
 
     def ctranslate2(self, models):
-        """int8 CTranslate2 copies of the teacher and the WD student, for the same table."""
-        self.step("CTranslate2 int8 export of the teacher and the WD student")
+        """int8 CTranslate2 copies of the teacher and of the KD and WD students, for the same table."""
+        self.step("CTranslate2 int8 export")
         try:
             ct2.require()
         except ct2.DeployError as e:
             print(f"skipped: {e}")
             return {}
         exported = {}
-        for name in ("teacher", f"{self.args.student.upper()} + WD"):
-            out = self.path("ct2", name.split()[0].lower() + ("_wd" if "WD" in name else ""))
-            if not os.path.exists(out):
+        for folder, name in [("teacher", "teacher"), *((m, self.row(m)) for m in CT2_ROWS if m in self.methods)]:
+            out = self.path("ct2", folder)
+            if not os.path.exists(out):  # written aside and renamed: a killed export is redone
+                partial = out + ".partial"
+                shutil.rmtree(partial, ignore_errors=True)
                 self.sh("fairseq-wd-export", models[name], "--to", "ctranslate2", "--quantization", "int8",
-                        "--data", self.path("data-bin"), "--output", out)
-            exported[f"{name} (CTranslate2 int8)"] = out
+                        "--data", self.path("data-bin"), "--output", partial)
+                os.rename(partial, out)
+            exported[f"{name}, CTranslate2 int8"] = out
         return exported
 
     def bench(self, models):
+        """fairseq-wd-bench of every row under one length limit: its table (bench/bench.md)."""
         self.step("fairseq-wd-bench: BLEU and decoding speed")
         out = self.path("bench")
-        if os.path.exists(self.path("results.md")) and bench_models(out) == list(models):
-            print("done already:", self.path("results.md"))
-            return self.path("results.md")
-        self.sh("fairseq-wd-bench", self.path("data-bin"), *[f"--model={n}={p}" for n, p in models.items()],
-                "--references", self.path("raw", f"test.{self.tgt}"), "--repeats", self.args.bench_repeats or self.budget.bench_repeats,
-                "--output-dir", out, *(["--cpu"] if self.cpu else []))
-        shutil.copy(os.path.join(out, "bench.md"), self.path("results.md"))
-        return self.path("results.md")
+        if bench_models(out) == list(models) and os.path.exists(os.path.join(out, "bench.md")):
+            print("done already:", os.path.join(out, "bench.md"))
+        else:
+            self.sh("fairseq-wd-bench", self.path("data-bin"), *[f"--model={n}={p}" for n, p in models.items()],
+                    "--references", self.path("raw", f"test.{self.tgt}"),
+                    "--repeats", self.args.bench_repeats or self.budget.bench_repeats,
+                    "--max-len-a", self.budget.max_len_a, "--max-len-b", self.budget.max_len_b,
+                    "--output-dir", out, *(["--cpu"] if self.cpu else []))
+        with open(os.path.join(out, "bench.md")) as f:
+            return f.read()
+
+    def valid_bleu(self, checkpoint):
+        """The teacher's BLEU on valid, decoded as fairseq's --eval-bleu decodes the students' curves."""
+        proc = subprocess.run([os.path.join(BIN, "fairseq-generate"), self.path("data-bin"), "--user-dir", PACKAGE,
+                               "--path", checkpoint, "--gen-subset", "valid", "--beam", "4", "--batch-size", "128",
+                               "--max-len-a", str(self.budget.max_len_a), "--max-len-b", str(self.budget.max_len_b),
+                               "--post-process", "sentencepiece", "--scoring", "sacrebleu",
+                               *(["--cpu"] if self.cpu else [])], capture_output=True, text=True, check=True)
+        return float(re.search(r"BLEU = ([\d.]+)", proc.stdout).group(1))
+
+    def learning_curves(self, teacher):
+        """Valid BLEU against updates of every training (plot next to bench.png), and how each valid loss
+        ended: a markdown table for results.md."""
+        self.step("learning curves (valid BLEU and loss against updates)")
+        found = {row: [p for log, offset in logs if os.path.exists(log) for p in curves.read_validations(log, offset)]
+                 for row, logs in self.logs.items()}
+        teacher_bleu = self.valid_bleu(teacher)
+        os.makedirs(self.path("bench"), exist_ok=True)
+        curves.plot(found, self.path("bench", "curves.png"),
+                    {f"teacher {teacher_bleu:.1f}": teacher_bleu, "75% of the teacher": 0.75 * teacher_bleu})
+        with open(self.path("bench", "curves.json"), "w") as f:
+            json.dump({"teacher_valid_bleu": teacher_bleu, "curves": found}, f, indent=1)
+        lines = [f"Learning curves on valid (fairseq --eval-bleu, beam 4; the teacher: {teacher_bleu:.2f} BLEU), "
+                 "bench/curves.png:", "",
+                 "| model | updates | valid BLEU at the end | best valid BLEU (update) | best valid loss at update | "
+                 "loss stopped improving |", "|---|---|---|---|---|---|"]
+        for row, points in found.items():
+            with_bleu = [p for p in points if "bleu" in p]
+            if not with_bleu:
+                continue
+            end, best = with_bleu[-1], max(with_bleu, key=lambda p: p["bleu"])
+            convergence = curves.convergence(points, self.budget.converged_share * end["update"])
+            lines.append(f"| {row} | {end['update']} | {end['bleu']:.2f} | {best['bleu']:.2f} ({best['update']}) | "
+                         f"{convergence['best_update']} | {'yes' if convergence['converged'] else 'no'} |")
+        return "\n".join(lines) + "\n"
 
     def run(self):
         os.makedirs(self.work, exist_ok=True)
@@ -294,8 +396,19 @@ class Pipeline:
         kd_bin = self.teacher_output(teacher)
         models = {"teacher": teacher, **self.students(teacher, kd_bin)}
         models.update(self.ctranslate2(models))
-        results = self.bench(models)
-        print(f"\n{open(results).read()}\nsaved to {results}; pipeline took {(time.time() - started) / 60:.1f} min")
+        report = f"{self.bench(models)}\n{LEGEND}\n\n{self.learning_curves(teacher)}"
+        with open(self.path("results.md"), "w") as f:
+            f.write(report)
+        print(f"\n{report}\nsaved to {self.path('results.md')}; pipeline took {(time.time() - started) / 60:.1f} min")
+
+
+def parse_methods(spec):
+    chosen = list(METHODS) if spec.strip() == "all" else [m.strip() for m in spec.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"--methods {spec!r}: unknown {unknown}; choose from {', '.join(METHODS)} "
+                                         "or all")
+    return [m for m in METHODS if m in chosen]  # the table's order
 
 
 def bench_models(out):

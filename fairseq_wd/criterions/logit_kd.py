@@ -86,6 +86,8 @@ class LogitKDCriterion(LabelSmoothedCrossEntropyCriterion):
         teacher_extra = None
         if "teacher_topk_idx" in sample:
             scores, idx = sample["teacher_topk_lprob"], sample["teacher_topk_idx"]
+            if self.needs_teacher_always():  # stored top-K has the logits only: hidden states need the teacher
+                _, teacher_extra = self.teacher_forward(model, sample)
         else:
             teacher_out, teacher_extra = self.teacher_forward(model, sample)
             t_lprobs = utils.log_softmax(teacher_out[0].float(), dim=-1)

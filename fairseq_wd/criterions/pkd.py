@@ -98,7 +98,7 @@ class PKDCriterion(LoadsOnlyOwnState, LogitKDCriterion):
         return out, layer_states(out, caught["out"])
 
     def extra_terms(self, sample, student_extra, teacher_extra, logging_output):
-        if self.beta <= 0 or teacher_extra is None:
+        if self.beta <= 0:
             return 0.0
         masks = {"encoder": sample["net_input"]["src_tokens"].ne(self.padding_idx),
                  "decoder": sample["target"].ne(self.padding_idx)}
@@ -110,6 +110,9 @@ class PKDCriterion(LoadsOnlyOwnState, LogitKDCriterion):
             project = self.projections[stack] if stack in self.projections else (lambda h: h)
             s = [project(student_extra[i][a - 1]) for a, _ in pairs]
             t = [teacher_extra[i][b - 1] for _, b in pairs]
-            total = total + patient_loss(s, t, masks[stack])
+            term = patient_loss(s, t, masks[stack])
+            if stack == "encoder":  # fairseq divides the loss by target tokens: make this term per source token
+                term = term * sample["ntokens"] / masks["encoder"].sum().clamp(min=1)
+            total = total + term
         logging_output["pkd_loss"] = total.data if hasattr(total, "data") else total
         return self.beta * total

@@ -56,12 +56,22 @@ def convert(model_state, args, data, source_lang, target_lang, output_dir, quant
     return output_dir
 
 
-def translate(model_dir, sources, beam, lenpen, batch_size, threads, device="cpu", max_len=200):
-    """(output token lists, seconds spent translating): the model is loaded before the clock starts."""
+def translate(model_dir, sources, batches, beam, lenpen, threads, device="cpu", max_len_a=0, max_len_b=200, min_len=1):
+    """(output token lists in the order of `sources`, seconds spent translating), decoded batch by batch
+    as fairseq-generate does, so that its length limits mean the same: `batches` lists indices into
+    `sources` (fairseq's, longest last), and a batch's output may hold int(a * (longest source + </s>) + b)
+    tokens, as fairseq's max_len_a/b. CTranslate2 counts max/min_decoding_length in output tokens
+    without </s>, as fairseq's limits are. The model is loaded before the clock starts."""
     ctranslate2 = require()
     translator = ctranslate2.Translator(model_dir, device=device, intra_threads=threads, inter_threads=1)
+    outputs = [None] * len(sources)
     start = time.perf_counter()
-    results = translator.translate_batch(sources, beam_size=beam, length_penalty=lenpen,
-                                         max_batch_size=batch_size, max_decoding_length=max_len)
+    for batch in batches:
+        longest = max(len(sources[i]) for i in batch) + 1  # fairseq's source length counts its </s>
+        results = translator.translate_batch([sources[i] for i in batch], beam_size=beam, length_penalty=lenpen,
+                                             max_batch_size=len(batch), min_decoding_length=min_len,
+                                             max_decoding_length=int(max_len_a * longest + max_len_b))
+        for i, r in zip(batch, results):
+            outputs[i] = r.hypotheses[0]
     seconds = time.perf_counter() - start
-    return [r.hypotheses[0] for r in results], seconds
+    return outputs, seconds

@@ -46,7 +46,7 @@ def depth(keys, stack):
 def _transform(key, s_shape, t_shape, r):
     if key.endswith("output_projection.weight"):
         return "copy" if s_shape == t_shape else "projection"
-    if "embed" in key:
+    if "embed" in key and len(s_shape) == 2:  # token or learned position embeddings, not layernorm_embedding
         return "elementwise" if s_shape == t_shape else "embedding"
     if s_shape == t_shape and r == 1:
         return "elementwise"

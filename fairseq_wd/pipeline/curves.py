@@ -1,0 +1,63 @@
+"""Learning curves from fairseq-train's own validation lines: valid BLEU (`--eval-bleu`) and loss
+against updates, for the BLEU-vs-updates plot and for saying whether a training converged."""
+import logging
+import re
+
+VALID = re.compile(r"valid on 'valid' subset \| (.*)$")
+
+
+def read_validations(log_path, offset=0):
+    """[{'update', 'loss', 'bleu'?}] in update order, one per validation (a resumed run's repeats dropped);
+    `offset` is added to the updates (WD phase 2 continues phase 1's count)."""
+    points = {}
+    with open(log_path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            m = VALID.search(line)
+            if not m:
+                continue
+            fields = dict(part.strip().split(" ", 1) for part in m.group(1).split("|") if " " in part.strip())
+            if "num_updates" not in fields or "loss" not in fields:
+                continue
+            update = int(fields["num_updates"]) + offset
+            point = {"update": update, "loss": float(fields["loss"])}
+            if "bleu" in fields:
+                point["bleu"] = float(fields["bleu"])
+            points.setdefault(update, point)
+    return [points[u] for u in sorted(points)]
+
+
+def convergence(points, window):
+    """How the valid loss ended: the update of its best value, and whether it then failed to improve for
+    at least `window` updates (fairseq's --patience counts validations; this counts updates)."""
+    if not points:
+        return {"best_update": None, "last_update": None, "converged": False}
+    best = min(points, key=lambda p: (p["loss"], p["update"]))
+    last = points[-1]["update"]
+    return {"best_update": best["update"], "best_loss": best["loss"], "last_update": last,
+            "converged": last - best["update"] >= window}
+
+
+def plot(curves, path, reference=None):
+    """Valid BLEU against updates, one line per model; `reference`: {label: BLEU} drawn as horizontal lines."""
+    try:
+        import matplotlib
+
+        logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's DEBUG root logger lists every font
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, points in curves.items():
+        points = [p for p in points if "bleu" in p]
+        if points:
+            ax.plot([p["update"] for p in points], [p["bleu"] for p in points], marker="o", markersize=3, label=name)
+    for i, (label, bleu) in enumerate((reference or {}).items()):
+        ax.axhline(bleu, linestyle="--" if i == 0 else ":", color="gray", linewidth=1, label=label)
+    ax.set_xlabel("updates")
+    ax.set_ylabel("valid BLEU (fairseq --eval-bleu)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
