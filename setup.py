@@ -28,6 +28,7 @@ setup(
             "fairseq-wd-distill-data = fairseq_wd.cli.distill_data:main",
             "fairseq-wd-init-student = fairseq_wd.cli.init_student:main",
             "fairseq-wd-export = fairseq_wd.cli.export:main",
+            "fairseq-wd-average-checkpoints = fairseq_wd.cli.average_checkpoints:main",
             "fairseq-wd-bench = fairseq_wd.cli.bench:main",
             "fairseq-wd-pipeline = fairseq_wd.cli.pipeline:main",
         ]

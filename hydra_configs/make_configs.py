@@ -27,12 +27,15 @@ TEACHERS = {
     "big": ("6-6, 1024/4096, 16 heads, dropout 0.3",
             {**ENC, "encoder_embed_dim": 1024, "encoder_ffn_embed_dim": 4096, "encoder_attention_heads": 16,
              "decoder_layers": 6, "dropout": 0.3}),
-    "deep": ("48-layer pre-norm encoder, 6-layer decoder, 512/2048", {**ENC, "encoder_layers": 48, "decoder_layers": 6,
-                                                                      "dropout": 0.1}),
+    "deep": ("48-layer pre-norm encoder, 6-layer decoder, 512/2048",
+             {**ENC, "encoder_layers": 48, "decoder_layers": 6, "encoder_normalize_before": True,
+              "decoder_normalize_before": True, "dropout": 0.1}),
 }
+# The paper's students keep their teacher's encoder (and dropout) and shrink the decoder; TINY's
+# half-width decoder follows from the encoder width (arch wd_transformer[_big|_deep]_tiny).
 STUDENTS = {
-    "tiny": ("TINY (6-1, decoder at half the encoder width)", {**ENC, "decoder_layers": 1, "dropout": 0.1}),
-    "small": ("SMALL (6-2, full width)", {**ENC, "decoder_layers": 2, "dropout": 0.1}),
+    "tiny": ("TINY ({teacher}'s encoder, 1 decoder layer at half its width)", {"decoder_layers": 1}),
+    "small": ("SMALL ({teacher}'s encoder, 2 decoder layers)", {"decoder_layers": 2}),
 }
 
 
@@ -52,8 +55,11 @@ for t, (desc, dims) in TEACHERS.items():
     write(f"teacher_{t}", f"Teacher, {t}: {desc}. Stop when valid loss stops improving.", "",
           {"checkpoint": {"save_dir": f"checkpoints/teacher_{t}"}, "optimization": {"max_update": 100000},
            "task": {"_name": "translation", "data": "???"}, "model": model(f"wd_transformer_{t}", dims)})
-for s, (desc, dims) in STUDENTS.items():
-    arch, teacher = f"wd_transformer_{s}", " task.teacher_path=TEACHER.pt"
+for t, size in ((t, size) for t in TEACHERS for size in STUDENTS):
+    family = "" if t == "base" else f"{t}_"  # kd_tiny for the base teacher, kd_big_tiny for the big one
+    s, arch, teacher = f"{family}{size}", f"wd_transformer_{family}{size}", " task.teacher_path=TEACHER.pt"
+    desc = STUDENTS[size][0].format(teacher=f"the {t} teacher")
+    dims = {**TEACHERS[t][1], **STUDENTS[size][1]}
     kd_task = {"_name": "distillation", "data": "???", "teacher_path": "???"}
     write(f"kd_{s}", f"Word-level KD (logit_kd, alpha 0.5, T 1) for a {desc} student.", teacher,
           {"checkpoint": {"save_dir": f"checkpoints/kd_{s}"}, "task": kd_task, "model": model(arch, dims),

@@ -79,6 +79,6 @@ def test_hydra_config_trains(config, criterion, data_bin, teacher, tmp_path):
 def test_hydra_configs_are_generated_from_make_configs(tmp_path):
     subprocess.run([sys.executable, os.path.join(REPO, "hydra_configs", "make_configs.py"), str(tmp_path)], check=True)
     ours = sorted(f for f in os.listdir(os.path.join(REPO, "hydra_configs")) if f.endswith(".yaml"))
-    assert ours == sorted(os.listdir(tmp_path)) and len(ours) == 11
+    assert ours == sorted(os.listdir(tmp_path)) and len(ours) == 27
     for name in ours:
         assert open(tmp_path / name).read() == open(os.path.join(REPO, "hydra_configs", name)).read(), name

@@ -50,19 +50,34 @@ def test_plan_base_to_small_groups_of_three():
     assert plan["decoder.output_projection.weight"].transform == "copy"  # same width: frozen teacher, as released
 
 
-def test_plan_deep_to_tiny_groups_encoder_by_eight():
+def test_plan_deep_to_tiny_keeps_the_48_layer_encoder():
+    """The paper's deep TINY: the teacher's pre-norm encoder layer for layer, the final LayerNorms a
+    trainable copy of the teacher's at the same width (the released code), generated where narrower."""
+    student = model("wd_transformer_deep_tiny", device="cpu")
+    teacher = model("wd_transformer_deep", device="cpu")
+    plan = entries(build_plan(shapes(student), shapes(teacher)))
+    e47 = plan["encoder.layers.47.fc1.weight"]
+    assert e47.teacher_keys == ["encoder.layers.47.fc1.weight"] and e47.transform == "elementwise"
+    assert plan["encoder.layer_norm.weight"].transform == "trainable"
+    assert plan["decoder.layer_norm.weight"].transform == "vector"  # 256 wide against the teacher's 512
+    generator = ParameterGenerator(list(plan.values()), teacher.state_dict())
+    generated = generator()
+    assert torch.equal(generated["encoder.layer_norm.bias"], teacher.state_dict()["encoder.layer_norm.bias"])
+    assert generated["encoder.layer_norm.weight"].requires_grad
+    assert generated["decoder.layer_norm.weight"].shape == (256,)
+
+
+def test_plan_deep_to_six_layer_encoder_groups_by_eight():
+    """This project's extension, not the paper's method: a 48-layer encoder grouped into 6 layers."""
     plan = entries(build_plan(shapes(model("wd_transformer_tiny", "--encoder-normalize-before",
                                            "--decoder-normalize-before")), shapes(model("wd_transformer_deep"))))
     e5 = plan["encoder.layers.5.fc1.weight"]
     assert [k.split(".")[2] for k in e5.teacher_keys] == [str(i) for i in range(40, 48)]
     assert e5.transform == "matrix" and e5.shape == e5.teacher_shape == (2048, 512)
-    assert plan["decoder.layer_norm.weight"].transform == "vector"  # pre-norm final LN, narrower decoder
 
 
 def test_plan_big_to_tiny():
-    tiny = model("wd_transformer_tiny", "--encoder-embed-dim", "1024", "--encoder-ffn-embed-dim", "4096",
-                 "--encoder-attention-heads", "16")
-    plan = entries(build_plan(shapes(tiny), shapes(model("wd_transformer_big"))))
+    plan = entries(build_plan(shapes(model("wd_transformer_big_tiny")), shapes(model("wd_transformer_big"))))
     assert plan["decoder.layers.0.fc1.weight"].shape == (2048, 512)
     assert plan["decoder.layers.0.fc1.weight"].teacher_shape == (4096, 1024)
     assert plan["encoder.layers.0.fc1.weight"].transform == "elementwise"

@@ -114,3 +114,18 @@ def test_two_process_gloo_phase1(data_bin, teacher, tmp_path):
               *TRAIN_FLAGS, "--distributed-world-size", "2", "--distributed-backend", "gloo")
     text = log.stdout + log.stderr
     assert "distributed init (rank 1)" in text and "done training" in text
+
+
+def test_pre_norm_teacher_final_layer_norms_train_as_copies(data_bin, tmp_path):
+    """A pre-norm teacher (the deep one's kind): the student's final LayerNorms start as the teacher's
+    and train (the released code); the narrower decoder's is generated."""
+    from conftest import TINY_DIMS, train
+    pre_norm = ["--encoder-normalize-before", "--decoder-normalize-before"]
+    teacher = train(data_bin, tmp_path / "teacher", "wd_transformer_base", *TINY_DIMS, *pre_norm, updates=20)
+    phase1(data_bin, tmp_path / "phase1", teacher, *pre_norm, updates=10)
+    run("fairseq-wd-export", tmp_path / "phase1" / "checkpoint_last.pt", "--output", tmp_path / "student.pt")
+    student = torch.load(tmp_path / "student.pt", weights_only=True)["model"]
+    teacher_weights = torch.load(teacher, weights_only=True)["model"]
+    moved = (student["encoder.layer_norm.weight"] - teacher_weights["encoder.layer_norm.weight"]).abs().max()
+    assert 0 < moved < 0.1  # trained from the teacher's values, not tanh-gated (~0.76 of them)
+    assert student["decoder.layer_norm.weight"].shape == (16,)

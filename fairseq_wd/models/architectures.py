@@ -1,9 +1,15 @@
-"""The WD paper's teachers (base, big, deep 48-6) and students (TINY 6-1 half-width decoder,
-SMALL 6-2), registered for fairseq's own `transformer` model.
+"""The WD paper's teachers (base, big, deep 48-6) and their students, registered for fairseq's own
+`transformer` model.
 
-Names carry a `wd_` prefix because fairseq already owns `transformer_tiny`. Every value is set
-with `getattr(args, name, default)`, so a dimension given on the command line wins over the preset.
+A student keeps its teacher's encoder and shrinks the decoder, as in the paper: TINY has one decoder
+layer at half the encoder width, SMALL two at full width. `wd_transformer_tiny/small` are the base
+teacher's students; `wd_transformer_big_tiny`, `wd_transformer_deep_small`, ... the big and deep
+teachers' (1024-wide encoder; 48-layer pre-norm encoder with a pre-norm decoder). Names carry a `wd_`
+prefix because fairseq already owns `transformer_tiny`. Every value is set with
+`getattr(args, name, default)`, so a dimension given on the command line wins over the preset.
 """
+import argparse
+
 from fairseq.models import register_model_architecture
 from fairseq.models.transformer.transformer_legacy import base_architecture
 
@@ -43,26 +49,31 @@ def wd_transformer_deep(args):
     wd_transformer_base(args)
 
 
-@register_model_architecture("transformer", "wd_transformer_tiny")
-def wd_transformer_tiny(args):
-    """TINY student: 6-layer encoder at the encoder width, 1-layer decoder at half that width
-    (512 -> 256 / FFN 1024; 1024 -> 512 / 2048 for a big teacher's encoder width)."""
-    if getattr(args, "share_all_embeddings", False):
-        raise ValueError(
-            "wd_transformer_tiny has a decoder narrower than its encoder, so encoder and decoder "
-            "cannot share one embedding matrix: drop --share-all-embeddings "
-            "(--share-decoder-input-output-embed still works)."
-        )
-    _set(args, "encoder_embed_dim", 512)
-    _set(args, "encoder_ffn_embed_dim", 2048)
-    _set(args, "decoder_embed_dim", args.encoder_embed_dim // 2)
-    _set(args, "decoder_ffn_embed_dim", args.encoder_ffn_embed_dim // 2)
-    _set(args, "decoder_layers", 1)
-    wd_transformer_base(args)
+def _student(name, teacher_arch, decoder_layers, half_width):
+    def arch(args):
+        if half_width:
+            if getattr(args, "share_all_embeddings", False):
+                raise ValueError(
+                    f"{name} has a decoder narrower than its encoder, so encoder and decoder cannot share "
+                    "one embedding matrix: drop --share-all-embeddings "
+                    "(--share-decoder-input-output-embed still works)."
+                )
+            teacher = argparse.Namespace(**vars(args))
+            teacher_arch(teacher)  # the encoder widths this student keeps
+            _set(args, "decoder_embed_dim", teacher.encoder_embed_dim // 2)
+            _set(args, "decoder_ffn_embed_dim", teacher.encoder_ffn_embed_dim // 2)
+        _set(args, "decoder_layers", decoder_layers)
+        teacher_arch(args)
+
+    size = "1 decoder layer at half the encoder width" if half_width else f"{decoder_layers} decoder layers"
+    arch.__name__ = name
+    arch.__doc__ = f"Student of {teacher_arch.__name__}: its encoder, {size}."
+    return register_model_architecture("transformer", name)(arch)
 
 
-@register_model_architecture("transformer", "wd_transformer_small")
-def wd_transformer_small(args):
-    """SMALL student: 6-layer encoder, 2-layer decoder, full width."""
-    _set(args, "decoder_layers", 2)
-    wd_transformer_base(args)
+wd_transformer_tiny = _student("wd_transformer_tiny", wd_transformer_base, 1, half_width=True)
+wd_transformer_small = _student("wd_transformer_small", wd_transformer_base, 2, half_width=False)
+wd_transformer_big_tiny = _student("wd_transformer_big_tiny", wd_transformer_big, 1, half_width=True)
+wd_transformer_big_small = _student("wd_transformer_big_small", wd_transformer_big, 2, half_width=False)
+wd_transformer_deep_tiny = _student("wd_transformer_deep_tiny", wd_transformer_deep, 1, half_width=True)
+wd_transformer_deep_small = _student("wd_transformer_deep_small", wd_transformer_deep, 2, half_width=False)

@@ -6,7 +6,8 @@ contracts the r teacher layers first (sum_l a_l W_O^T T_l W_I = W_O^T (sum_l a_l
 step holds more than one group's intermediate beyond what autograd keeps.
 
 Learned pieces per weight class (shared by all groups of the class with share_transforms, else per
-group): W_O, W_I, W_L (r x r), w (r); per student tensor: the element-wise gate W (init 1) and B (0).
+group): W_O, W_I, W_L (r x r), w (r); per student tensor: the element-wise gate W (init 1) and B (0),
+or, for a `trainable` tensor (pre-norm final LayerNorm), the tensor itself, initialised to the teacher's.
 Inits: `paper` = the released code (xavier-normal W_O, W_I, W_L; w = 1/r); `truncated-identity` =
 W_O, W_I identity restricted to the student's width, a = first layer of the group, so the first
 student is tanh of a cut-off copy of the teacher.
@@ -55,6 +56,7 @@ class ParameterGenerator(nn.Module):
             raise ValueError(f"--wd-init must be paper or truncated-identity, got {init!r}")
         self.plan, self.share_transforms = plan, share_transforms
         self.transforms, self.gates_w, self.gates_b = nn.ModuleDict(), nn.ParameterDict(), nn.ParameterDict()
+        self.trainable = nn.ParameterDict()
         self._first_row, stacks = {}, {}  # student tensor -> its group's first row in the class stack
         for e in plan:
             rows = stacks.setdefault(e.weight_class, [])
@@ -62,7 +64,9 @@ class ParameterGenerator(nn.Module):
             rows.extend(e.teacher_keys)
             if e.transform in ("matrix", "vector", "embedding", "projection") and self._owner(e) not in self.transforms:
                 self.transforms[self._owner(e)] = ClassTransform(e, init)
-            if e.transform not in ("copy", "projection"):
+            if e.transform == "trainable":
+                self.trainable[_name(e.student_key)] = nn.Parameter(teacher_state[e.teacher_keys[0]].detach().float().clone())
+            elif e.transform not in ("copy", "projection"):
                 self.gates_w[_name(e.student_key)] = nn.Parameter(torch.ones(e.shape))
                 self.gates_b[_name(e.student_key)] = nn.Parameter(torch.zeros(e.shape))
         digest = hashlib.sha256()
@@ -87,6 +91,8 @@ class ParameterGenerator(nn.Module):
         kind = entry.transform
         if kind == "copy":
             return group[0]
+        if kind == "trainable":
+            return self.trainable[_name(entry.student_key)]
         pre = group[0] if kind == "elementwise" else self.transforms[self._owner(entry)](kind, group)
         if kind == "projection":
             return pre

@@ -10,13 +10,16 @@ Transforms (METHODS 1.3):
 - `vector`       biases and LayerNorm: s = W * tanh(sum_l a_l W_O^T t_l) + B;
 - `embedding`    token embeddings of another width: S = W * tanh(E_t W_I) + B (rows are the vocabulary);
 - `projection`   the output projection of another width: S = E_t W_I (no tanh, no gate);
-- `copy`         the output projection at the teacher's width: the frozen teacher matrix, as released.
+- `copy`         the output projection at the teacher's width: the frozen teacher matrix, as released;
+- `trainable`    a pre-norm model's final LayerNorm at the teacher's width: a trainable copy of the
+                 teacher's (the released code; a narrower decoder's takes the `vector` path).
 """
 import re
 from dataclasses import dataclass
 from typing import List, Tuple
 
 LAYER = re.compile(r"^(encoder|decoder)\.layers\.(\d+)\.(.+)$")
+FINAL_LAYER_NORM = re.compile(r"^(encoder|decoder)\.layer_norm\.(weight|bias)$")
 
 
 class PlanError(ValueError):
@@ -46,6 +49,8 @@ def depth(keys, stack):
 def _transform(key, s_shape, t_shape, r):
     if key.endswith("output_projection.weight"):
         return "copy" if s_shape == t_shape else "projection"
+    if FINAL_LAYER_NORM.match(key) and s_shape == t_shape:
+        return "trainable"
     if "embed" in key and len(s_shape) == 2:  # token or learned position embeddings, not layernorm_embedding
         return "elementwise" if s_shape == t_shape else "embedding"
     if s_shape == t_shape and r == 1:

@@ -1,0 +1,42 @@
+"""The paper's students keep their teacher's encoder: their sizes match the paper's table."""
+import pytest
+
+import test_wd_generator
+from test_foundation import _Task
+from test_wd_generator import model
+
+# METHODS.md section 1 (the WD paper, WMT14 En-De): student parameters / teacher parameters.
+PAPER_RATIOS = {
+    ("wd_transformer_base", "wd_transformer_tiny"): 0.57,
+    ("wd_transformer_base", "wd_transformer_small"): 0.83,
+    ("wd_transformer_big", "wd_transformer_big_tiny"): 0.53,
+    ("wd_transformer_big", "wd_transformer_big_small"): 0.76,
+    ("wd_transformer_deep", "wd_transformer_deep_tiny"): 0.81,
+    ("wd_transformer_deep", "wd_transformer_deep_small"): 0.92,
+}
+
+
+def parameters(arch):
+    return sum(p.numel() for p in model(arch).parameters())
+
+
+@pytest.mark.parametrize("teacher,student", sorted(PAPER_RATIOS))
+def test_student_size_ratio_is_the_papers(teacher, student, monkeypatch):
+    """At a 32k joint vocabulary with separate source, target and output embeddings (the authors')."""
+    monkeypatch.setattr(test_wd_generator, "TASK", _Task(32000, 32000))
+    ratio = parameters(student) / parameters(teacher)
+    assert ratio == pytest.approx(PAPER_RATIOS[teacher, student], abs=0.03)
+
+
+@pytest.mark.parametrize("teacher", ["base", "big", "deep"])
+def test_students_keep_the_teachers_encoder(teacher):
+    arch = {"base": "wd_transformer"}.get(teacher, f"wd_transformer_{teacher}")
+    t = model(f"wd_transformer_{teacher}")
+    t_encoder = {k: p.shape for k, p in t.encoder.named_parameters()}
+    for size in ("tiny", "small"):
+        s = model(f"{arch}_{size}")
+        assert {k: p.shape for k, p in s.encoder.named_parameters()} == t_encoder
+        assert s.decoder.cfg.decoder.normalize_before == t.decoder.cfg.decoder.normalize_before
+        assert len(s.decoder.layers) == {"tiny": 1, "small": 2}[size]
+        width = s.decoder.embed_tokens.embedding_dim
+        assert width == t.encoder.embed_tokens.embedding_dim // (2 if size == "tiny" else 1)
