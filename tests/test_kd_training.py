@@ -142,13 +142,27 @@ def test_init_student_copies_teacher_layers(teacher, tmp_path):
     assert narrow.returncode != 0 and "Weight Distillation" in narrow.stderr
 
 
-def test_two_process_gloo_logit_kd(data_bin, teacher, tmp_path):
-    log = run("torchrun", "--nproc_per_node", "2", "--master_port", "29571", os.path.join(BIN, "fairseq-train"),
-              data_bin, "--user-dir", USER_DIR, "--task", "distillation", "--teacher-path", teacher,
-              "--criterion", "logit_kd", "--save-dir", tmp_path, "--max-update", "3", *STUDENT, *TRAIN_FLAGS,
+def torchrun_every_rank(save_dir, port, *args):
+    """2-process gloo fairseq-train; returns the two ranks' {model, criterion} weights at the end and the log."""
+    log = run("torchrun", "--nproc_per_node", "2", "--master_port", port,
+              os.path.join(os.path.dirname(__file__), "fairseq_train_every_rank.py"), *args, "--save-dir", save_dir,
               "--distributed-world-size", "2", "--distributed-backend", "gloo")
     text = log.stdout + log.stderr
     assert "distributed init (rank 1)" in text and "done training" in text
+    return [torch.load(os.path.join(save_dir, f"rank{r}.pt"), weights_only=True) for r in (0, 1)], text
+
+
+def test_two_process_gloo_pkd_keeps_the_projection_in_sync(data_bin, teacher, tmp_path):
+    """PKD's width projection lives in the criterion: fairseq wraps a criterion with parameters in DDP,
+    so both ranks must end with the same projection (and model), changed by training."""
+    ranks, log = torchrun_every_rank(tmp_path, "29571", data_bin, "--user-dir", USER_DIR, "--task", "distillation",
+                                "--teacher-path", teacher, "--criterion", "pkd", "--pkd-beta", "10",
+                                "--max-update", "3", *STUDENT, *TRAIN_FLAGS)
+    assert "projections.decoder.weight" in ranks[0]["criterion"]
+    assert float(re.findall(r"pkd_loss[=| ]+([\d.]+)", log)[-1]) > 0  # the projection gets gradients
+    for part in ("criterion", "model"):
+        for k, v in ranks[0][part].items():
+            assert torch.equal(v, ranks[1][part][k]), f"{part} {k} differs between ranks"
 
 
 @pytest.mark.parametrize("extra,message", [

@@ -57,6 +57,7 @@ CT2_ROWS = ("kd", "wd")  # besides the teacher, the rows that also get an int8 C
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED_TEACHER = os.path.join(PACKAGE, "data", "demo_teacher")
 BIN = os.path.dirname(sys.executable)
+MAX_POSITIONS = 1024  # fairseq transformer's default --max-source/target-positions, which the budgets keep
 
 
 def get_parser():
@@ -92,6 +93,8 @@ def get_parser():
     p.add_argument("--train-args", default="", help="more fairseq-train options for every training, e.g. "
                                                     "--train-args='--max-tokens 8192 --num-workers 2' (they win "
                                                     "over the budget's)")
+    p.add_argument("--wd-args", default="", help="more fairseq-train options for WD phase 1 only, e.g. "
+                                                 "--wd-args=--wd-separate-transforms or '--wd-init truncated-identity'")
     p.add_argument("--pack-teacher", metavar="DIR", help="after training, write the teacher as a float16 "
                                                         "bundle (checkpoint.pt, dict.txt, spm.model) to DIR")
     return p
@@ -177,7 +180,7 @@ class Pipeline:
             shutil.copy(bundle[2], spm_model)
         else:
             spm_model = corpus.train_sentencepiece(raw, self.src, self.tgt, self.path("spm"), self.budget.vocab_size)
-        corpus.encode(raw, self.src, self.tgt, spm_model)
+        corpus.encode(raw, self.src, self.tgt, spm_model, max_positions=MAX_POSITIONS)
         shutil.rmtree(data_bin, ignore_errors=True)
         self.sh("fairseq-preprocess", *corpus.preprocess_args(raw, self.src, self.tgt, data_bin,
                                                                bundle[1] if bundle else None))
@@ -288,7 +291,8 @@ class Pipeline:
         n, student, wd, row = self.budget.student_updates, self.student_flags(), ["--extra-train-data", kd_bin], self.row("wd")
         self.step(f"{row}: phase 1 (parameter generator)")
         phase1 = self.train("wd_phase1", n // 2, *student, "--task", "weight_distillation", "--teacher-path",
-                            teacher, *self.criterion("weight_distillation"), *wd, *self.budget.wd_phase1, row=row)
+                            teacher, *self.criterion("weight_distillation"), *wd, *self.budget.wd_phase1,
+                            *shlex.split(self.args.wd_args), row=row)
         exported = self.path("wd_phase1", "student.pt")
         if not os.path.exists(exported):
             self.sh("fairseq-wd-export", phase1, "--output", exported)

@@ -16,33 +16,53 @@ class CorpusError(ValueError):
     pass
 
 
-def _open(path):
+def lines(path):
+    """(line number, text) of a text file (.xz/.gz too), refusing what would silently corrupt training."""
     opener = lzma.open if path.endswith(".xz") else gzip.open if path.endswith(".gz") else open
-    return opener(path, "rt", encoding="utf-8")
+    with opener(path, "rb") as f:
+        for n, line in enumerate(f, 1):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise CorpusError(f"{path}:{n}: not UTF-8 (byte {line[e.start]:#04x} at column {e.start + 1}): "
+                                  "convert the file, e.g. iconv -f latin1 -t utf-8") from None
+            if text.endswith("\r\n"):
+                raise CorpusError(f"{path}:{n}: Windows line end (\\r\\n): convert the file with dos2unix or "
+                                  "sed -i 's/\\r$//'")
+            yield n, text.rstrip("\n")
+
+
+def _check_sides(pairs, where):
+    for n, (src, tgt) in enumerate(pairs, 1):
+        if not src.strip() or not tgt.strip():
+            side = "source" if not src.strip() else "target"
+            raise CorpusError(f"{where(n, side)}: empty {side} side: remove the pair (or fill it in)")
 
 
 def read_pairs(tsv=None, src_file=None, tgt_file=None):
     if src_file or tgt_file:
         if not (src_file and tgt_file):
             raise CorpusError("give both --source-file and --target-file (line-aligned)")
-        with _open(src_file) as s, _open(tgt_file) as t:
-            src, tgt = s.read().splitlines(), t.read().splitlines()
+        for path in (src_file, tgt_file):
+            if not os.path.isfile(path):
+                raise CorpusError(f"corpus file not found: {path}")
+        src, tgt = [t for _, t in lines(src_file)], [t for _, t in lines(tgt_file)]
         if len(src) != len(tgt):
             raise CorpusError(f"{src_file} has {len(src)} lines but {tgt_file} has {len(tgt)}: not line-aligned")
         pairs = list(zip(src, tgt))
+        _check_sides(pairs, lambda n, side: f"{src_file if side == 'source' else tgt_file}:{n}")
     else:
         path = tsv or SHIPPED
         if not os.path.isfile(path):
             raise CorpusError(f"corpus not found: {path}")
         pairs = []
-        with _open(path) as f:
-            for n, line in enumerate(f, 1):
-                cols = line.rstrip("\n").split("\t")
-                if len(cols) != 2:
-                    raise CorpusError(f"{path}:{n}: expected 'source<TAB>target', found {len(cols)} column(s)")
-                pairs.append((cols[0], cols[1]))
-    pairs = [(s.strip(), t.strip()) for s, t in pairs if s.strip() and t.strip()]
-    return pairs
+        for n, line in lines(path):
+            cols = line.split("\t")
+            if len(cols) != 2:
+                raise CorpusError(f"{path}:{n}: expected 'source<TAB>target', found {len(cols)} column(s)")
+            pairs.append((cols[0], cols[1]))
+        _check_sides(pairs, lambda n, side: f"{path}:{n}")
+    return [(s.strip(), t.strip()) for s, t in pairs]
 
 
 def split(pairs, test=500, valid=300, seed=1):
@@ -74,16 +94,24 @@ def train_sentencepiece(raw, src, tgt, prefix, vocab_size, character_coverage=1.
     return prefix + ".model"
 
 
-def encode(raw, src, tgt, spm_model):
-    """raw/{split}.{lang} -> raw/{split}.spm.{lang}."""
+def encode(raw, src, tgt, spm_model, max_positions=None):
+    """raw/{split}.{lang} -> raw/{split}.spm.{lang}. With `max_positions`, a sentence with more pieces
+    than the model has positions (end of sentence included) is an error: fairseq-train would skip it
+    without a word and fairseq-generate drop it from the test set."""
     import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor(model_file=spm_model)
     for name in SPLITS:
         for lang in (src, tgt):
-            with open(f"{raw}/{name}.{lang}", encoding="utf-8") as f, \
-                    open(f"{raw}/{name}.spm.{lang}", "w", encoding="utf-8") as g:
-                g.writelines(" ".join(sp.encode(line.rstrip("\n"), out_type=str)) + "\n" for line in f)
+            path = f"{raw}/{name}.{lang}"
+            with open(f"{raw}/{name}.spm.{lang}", "w", encoding="utf-8") as g:
+                for n, line in lines(path):
+                    pieces = sp.encode(line, out_type=str)
+                    if max_positions and len(pieces) + 1 > max_positions:
+                        raise CorpusError(f"{path}:{n}: {len(pieces)} subword pieces, more than the model's "
+                                          f"{max_positions} positions (end of sentence included): split or drop "
+                                          "the sentence")
+                    g.write(" ".join(pieces) + "\n")
 
 
 def preprocess_args(raw, src, tgt, dest, srcdict=None):
