@@ -1,5 +1,7 @@
 """The paper's students keep their teacher's encoder: their sizes match the paper's table."""
 import pytest
+from fairseq.models import ARCH_CONFIG_REGISTRY
+from omegaconf import OmegaConf, open_dict
 
 import test_wd_generator
 from test_foundation import _Task
@@ -40,3 +42,13 @@ def test_students_keep_the_teachers_encoder(teacher):
         assert len(s.decoder.layers) == {"tiny": 1, "small": 2}[size]
         width = s.decoder.embed_tokens.embedding_dim
         assert width == t.encoder.embed_tokens.embedding_dim // (2 if size == "tiny" else 1)
+
+
+@pytest.mark.parametrize("arch,widths", [("wd_transformer_tiny", (16, 32)), ("wd_transformer_big_tiny", (16, 32)),
+                                         ("wd_transformer_small", (32, 64))])
+def test_hydra_model_config_keeps_the_given_encoder_width(arch, widths):
+    """fairseq-hydra-train applies the arch to a DictConfig: the decoder follows the configured encoder."""
+    cfg = OmegaConf.create({"_name": arch, "encoder_embed_dim": 32, "encoder_ffn_embed_dim": 64})
+    with open_dict(cfg):
+        ARCH_CONFIG_REGISTRY[arch](cfg)
+    assert (cfg.decoder_embed_dim, cfg.decoder_ffn_embed_dim) == widths

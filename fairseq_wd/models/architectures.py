@@ -10,6 +10,7 @@ prefix because fairseq already owns `transformer_tiny`. Every value is set with
 """
 import argparse
 
+from omegaconf import OmegaConf
 from fairseq.models import register_model_architecture
 from fairseq.models.transformer.transformer_legacy import base_architecture
 
@@ -58,8 +59,9 @@ def _student(name, teacher_arch, decoder_layers, half_width):
                     "one embedding matrix: drop --share-all-embeddings "
                     "(--share-decoder-input-output-embed still works)."
                 )
-            teacher = argparse.Namespace(**vars(args))
-            teacher_arch(teacher)  # the encoder widths this student keeps
+            # the encoder widths this student keeps; args is a Namespace, or a DictConfig under hydra
+            teacher = argparse.Namespace(**(dict(args.items()) if OmegaConf.is_config(args) else vars(args)))
+            teacher_arch(teacher)
             _set(args, "decoder_embed_dim", teacher.encoder_embed_dim // 2)
             _set(args, "decoder_ffn_embed_dim", teacher.encoder_ffn_embed_dim // 2)
         _set(args, "decoder_layers", decoder_layers)

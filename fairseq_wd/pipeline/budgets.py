@@ -2,7 +2,8 @@
 
 `demo` fits `make demo` in 30 minutes on a 2-core CPU (the shipped teacher saves its 10 minutes);
 `cpu` trains the demo's teacher to convergence and the students three times longer than the demo
-(106 minutes on that CPU; the students' valid loss was still falling, README); `full` is for a GPU (hours on that CPU): a bigger teacher trained longer.
+(106 minutes on that CPU; the students' valid loss was still falling, README); `full` is for a GPU
+(hours on that CPU): a bigger teacher trained longer.
 """
 import json
 from dataclasses import dataclass, field, replace
