@@ -1,59 +1,7 @@
-"""Tiny data and models made by the tests, trained with the real fairseq commands."""
-import os
-import random
-import subprocess
-import sys
-
+"""Session fixtures: tiny data and a teacher, made with the real fairseq commands (helpers: utils.py)."""
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-USER_DIR = os.path.join(REPO, "fairseq_wd")
-BIN = os.path.dirname(sys.executable)
-
-# A model small enough to train in seconds on a CPU, large enough to learn the toy language.
-TINY_DIMS = [
-    "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64", "--encoder-attention-heads", "4",
-    "--decoder-embed-dim", "32", "--decoder-ffn-embed-dim", "64", "--decoder-attention-heads", "4",
-    "--encoder-layers", "2", "--decoder-layers", "2",
-]
-TRAIN_FLAGS = [
-    "--cpu", "--optimizer", "adam", "--lr", "0.003", "--lr-scheduler", "inverse_sqrt",
-    "--warmup-updates", "20", "--max-tokens", "2000", "--dropout", "0.0", "--seed", "1",
-    "--no-progress-bar", "--log-interval", "10", "--num-workers", "0",
-    "--no-epoch-checkpoints",
-]
-
-
-def run(cmd, *args, env=None, check=True):
-    """Runs a console script of this venv (fairseq-train, fairseq-wd-...) and returns its output."""
-    exe = os.path.join(BIN, cmd)
-    full_env = dict(os.environ, PYTHONUNBUFFERED="1")
-    full_env.update(env or {})
-    proc = subprocess.run(
-        [exe, *map(str, args)], capture_output=True, text=True, env=full_env, cwd=REPO
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
-    return proc
-
-
-WORDS = "ana are mere si pere la piata mare mica casa rosie verde noua veche".split()
-
-
-def toy_pair(rng):
-    """Target = source words reversed, each word mapped to a 'translation'. Learnable quickly."""
-    n = rng.randint(3, 12)
-    src = [rng.choice(WORDS) for _ in range(n)]
-    tgt = [w[::-1].upper() for w in reversed(src)]
-    return " ".join(src), " ".join(tgt)
-
-
-def write_split(folder, prefix, n, seed):
-    rng = random.Random(seed)
-    pairs = [toy_pair(rng) for _ in range(n)]
-    for lang, col in (("src", 0), ("tgt", 1)):
-        with open(os.path.join(folder, f"{prefix}.{lang}"), "w") as f:
-            f.writelines(p[col] + "\n" for p in pairs)
+from utils import TINY_DIMS, run, train, write_split
 
 
 @pytest.fixture(scope="session")
@@ -72,13 +20,6 @@ def data_bin(raw_dir, tmp_path_factory):
         "--trainpref", raw_dir / "train", "--validpref", raw_dir / "valid",
         "--testpref", raw_dir / "test", "--destdir", dest, "--workers", "1")
     return dest
-
-
-def train(data, save_dir, arch, *extra, updates=60):
-    run("fairseq-train", data, "--user-dir", USER_DIR, "--arch", arch, "--save-dir", save_dir,
-        "--max-update", updates, "--criterion", "label_smoothed_cross_entropy",
-        "--label-smoothing", "0.1", *TRAIN_FLAGS, *extra)
-    return os.path.join(save_dir, "checkpoint_last.pt")
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import torch
 from fairseq import checkpoint_utils
 
 import fairseq_wd  # noqa: F401  (fairseq's loader with the plugin's fixes)
-from conftest import run
+from utils import run
 
 
 def test_averages_the_last_epoch_checkpoints(teacher, tmp_path):

@@ -6,7 +6,7 @@ import os
 
 import pytest
 import torch
-from conftest import run
+from utils import run
 
 import fairseq_wd  # noqa: F401
 from fairseq import checkpoint_utils

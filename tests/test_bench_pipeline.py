@@ -6,7 +6,7 @@ import random
 import subprocess
 import sys
 
-from conftest import run, toy_pair
+from utils import run, toy_pair
 
 from fairseq import options
 from fairseq_wd.cli.pipeline import METHODS, Pipeline, get_parser
@@ -63,28 +63,37 @@ def test_bench_refuses_references_of_another_length(data_bin, raw_dir, teacher, 
 
 
 def test_pipeline_runs_every_student_and_resumes(tmp_path):
+    """A corpus with its own valid (TSV) and test (two files) sets, as WMT's newstest."""
     rng = random.Random(7)
-    tsv = tmp_path / "toy.tsv"
-    tsv.write_text("".join("\t".join(toy_pair(rng)) + "\n" for _ in range(400)))
+    tsv, valid = tmp_path / "toy.tsv", tmp_path / "valid.tsv"
+    tsv.write_text("".join("\t".join(toy_pair(rng)) + "\n" for _ in range(380)))
+    valid.write_text("".join("\t".join(toy_pair(rng)) + "\n" for _ in range(10)))
+    test = [toy_pair(rng) for _ in range(10)]
+    for side, lang in enumerate(("src", "tgt")):
+        (tmp_path / f"test.{lang}").write_text("".join(pair[side] + "\n" for pair in test))
     n = 20  # updates per student; WD: 10 + 10
-    args = ["--tsv", tsv, "--source-lang", "src", "--target-lang", "tgt", "--test-size", "10", "--valid-size", "10",
+    args = ["--tsv", tsv, "--source-lang", "src", "--target-lang", "tgt", "--valid-tsv", valid,
+            "--test-source", tmp_path / "test.src", "--test-target", tmp_path / "test.tgt",
             "--update-scale", str(n / BUDGETS["demo"].student_updates), "--bench-repeats", "1",
-            "--train-args=--max-tokens 600", "--methods", "wd,seq-kd,kd,layer-copy",
+            "--train-args=--max-tokens 600", "--methods", "wd,kd,layer-copy",
             "--work-dir", tmp_path / "work"]
     first = run("fairseq-wd-pipeline", *args, "--pack-teacher", tmp_path / "packed")
     report = json.load(open(tmp_path / "work" / "bench" / "bench.json"))
     names = [m["name"] for m in report["models"]]
-    assert names == ["teacher", "TINY seq-KD (teacher-out, CE)", "TINY KD (orig+teacher-out, CE)",
+    assert names == ["teacher", "TINY KD (orig+teacher-out, CE)",
                      "TINY WD (orig+teacher-out, generator then CE)", "teacher, CTranslate2 int8",
                      "TINY KD (orig+teacher-out, CE), CTranslate2 int8",
                      "TINY WD (orig+teacher-out, generator then CE), CTranslate2 int8"]
     assert "teacher layers cannot be copied" in first.stdout
-    assert all(m["size_ratio"] < 1 for m in report["models"][1:4])
+    assert (tmp_path / "work" / "raw" / "test.tgt").read_text() == (tmp_path / "test.tgt").read_text()
+    assert report["settings"]["sentences"] == 10
+    assert all(m["size_ratio"] < 1 for m in report["models"][1:3])
     assert report["settings"]["max_len_a"] == 1.5 and report["settings"]["max_len_b"] == 10
     results = (tmp_path / "work" / "results.md").read_text()
-    assert results.count("| TINY") == 3 + 2 + 3, "bench rows, CTranslate2 rows, learning-curve rows"
+    assert results.count("| TINY") == 2 + 2 + 2, "bench rows, CTranslate2 rows, learning-curve rows"
     assert "| teacher | " in results.split("Learning curves")[1], "the teacher trained here has its curve"
     assert "KD is the WD paper's KD baseline" in results and "Learning curves on valid" in results
+    assert "Data: test: 10 pairs; valid: 10 pairs; train: 380 pairs" in results
     curves = json.load(open(tmp_path / "work" / "bench" / "curves.json"))
     wd = [p["update"] for p in curves["curves"]["TINY WD (orig+teacher-out, generator then CE)"]]
     assert wd[-1] == n and any(u <= n // 2 for u in wd), "WD's curve spans phase 1 and phase 2"
@@ -95,8 +104,12 @@ def test_pipeline_runs_every_student_and_resumes(tmp_path):
     assert packed["cfg"]["model"]["arch"] == "transformer"
     assert {t.dtype for t in packed["model"].values()} == {torch.float16}
     assert sorted(os.listdir(tmp_path / "packed")) == ["checkpoint.pt", "dict.txt", "spm.model"]
+    kd_bin = tmp_path / "work" / "kd-bin"
+    os.remove(kd_bin / "done")  # as if killed after the teacher output's .bin, before its dictionaries
+    os.remove(kd_bin / "dict.tgt.txt")
     again = run("fairseq-wd-pipeline", *args)
-    assert "+ fairseq-train" not in again.stdout and again.stdout.count("done already") == 8
+    assert "+ fairseq-train" not in again.stdout and again.stdout.count("done already") == 6
+    assert "+ fairseq-wd-distill-data" in again.stdout and (kd_bin / "dict.tgt.txt").exists()
     assert os.path.exists(tmp_path / "work" / "ct2" / "wd" / "model.bin")
     assert (tmp_path / "work" / "results.md").read_text() == results
 

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from conftest import run
+from utils import run
 from fairseq_wd.pipeline.corpus import CorpusError, read_pairs, split
 
 GOOD = b"a house\tVOHAS A\n"

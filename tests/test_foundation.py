@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from conftest import TINY_DIMS, USER_DIR, run, train
+from utils import TINY_DIMS, USER_DIR, run, train
 
 import fairseq_wd  # noqa: F401  (compat fixes + registration)
 from fairseq import options
@@ -48,30 +48,12 @@ def test_checkpoint_needs_the_fix_without_plugin(teacher):
     assert proc.returncode != 0 and "Namespace" in proc.stderr
 
 
-def test_plugin_imports_twice_without_duplicate_registration():
-    installed = subprocess.run([sys.executable, "-c", "import fairseq_wd, os; print(os.path.dirname(fairseq_wd.__file__))"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    code = (
-        "from argparse import Namespace\n"
-        "from fairseq.utils import import_user_module\n"
-        f"import_user_module(Namespace(user_dir={USER_DIR!r}))\n"
-        "import fairseq_wd\n"
-        f"import_user_module(Namespace(user_dir={installed!r}))\n"
-        "from fairseq.models import ARCH_MODEL_REGISTRY\n"
-        "assert 'wd_transformer_tiny' in ARCH_MODEL_REGISTRY\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
-
-
-_Task = SizedDictionaries  # dictionaries of given sizes: enough to build a model
-
-
 def build(arch, *extra, vocab=(100, 120)):
     parser = options.get_training_parser()
     args = options.parse_args_and_arch(
         parser, ["unused", "--task", "translation", "--arch", arch, "--user-dir", USER_DIR, *extra]
     )
-    return TransformerModel.build_model(args, _Task(*vocab)), args
+    return TransformerModel.build_model(args, SizedDictionaries(*vocab)), args
 
 
 def expected_parameters(v_src, v_tgt, enc, dec, d_e, f_e, d_d, f_d, prenorm):

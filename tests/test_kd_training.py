@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from conftest import BIN, TRAIN_FLAGS, USER_DIR, run
+from utils import STUDENT, TRAIN_FLAGS, USER_DIR, kd_train, run, valid_metric
 
 import fairseq_wd  # noqa: F401
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
@@ -15,19 +15,6 @@ from fairseq.models.transformer import TransformerModel
 from fairseq import options, tasks
 from fairseq.tasks.translation import TranslationTask
 from fairseq_wd.criterions.logit_kd import LogitKDCriterion
-
-STUDENT = ["--arch", "wd_transformer_tiny", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
-           "--encoder-layers", "2", "--encoder-attention-heads", "4", "--decoder-attention-heads", "4"]
-
-
-def kd_train(data, save_dir, *extra, updates=4, **kwargs):
-    return run("fairseq-train", data, "--user-dir", USER_DIR, "--task", "distillation", "--save-dir", save_dir,
-               "--max-update", updates, *STUDENT, *TRAIN_FLAGS, *extra, **kwargs)
-
-
-def valid_metric(log, name):
-    return [float(v) for v in re.findall(rf"\| valid on 'valid' subset .*?\| {name} ([\d.]+)", log)]
-
 
 def test_alpha_zero_equals_label_smoothed_cross_entropy(data_bin):
     args = options.parse_args_and_arch(options.get_training_parser(),

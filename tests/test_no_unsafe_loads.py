@@ -2,7 +2,7 @@
 import os
 import re
 
-from conftest import REPO
+from utils import REPO
 
 UNSAFE = re.compile(r"weights_only\s*=\s*False|pickle\.loads?\(")
 

@@ -3,9 +3,7 @@ import pytest
 from fairseq.models import ARCH_CONFIG_REGISTRY
 from omegaconf import OmegaConf, open_dict
 
-import test_wd_generator
-from test_foundation import _Task
-from test_wd_generator import model
+from utils import model
 
 # METHODS.md section 1 (the WD paper, WMT14 En-De): student parameters / teacher parameters.
 PAPER_RATIOS = {
@@ -19,13 +17,12 @@ PAPER_RATIOS = {
 
 
 def parameters(arch):
-    return sum(p.numel() for p in model(arch).parameters())
+    return sum(p.numel() for p in model(arch, vocab=(32000, 32000)).parameters())
 
 
 @pytest.mark.parametrize("teacher,student", sorted(PAPER_RATIOS))
-def test_student_size_ratio_is_the_papers(teacher, student, monkeypatch):
+def test_student_size_ratio_is_the_papers(teacher, student):
     """At a 32k joint vocabulary with separate source, target and output embeddings (the authors')."""
-    monkeypatch.setattr(test_wd_generator, "TASK", _Task(32000, 32000))
     ratio = parameters(student) / parameters(teacher)
     assert ratio == pytest.approx(PAPER_RATIOS[teacher, student], abs=0.03)
 

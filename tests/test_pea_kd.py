@@ -7,14 +7,13 @@ import os
 import pytest
 import torch
 
-from conftest import TRAIN_FLAGS, USER_DIR, run
-from test_foundation import _Task
-from test_kd_training import STUDENT, kd_train, valid_metric
+from utils import STUDENT, TRAIN_FLAGS, USER_DIR, kd_train, run, valid_metric
 
 import fairseq_wd  # noqa: F401
 from fairseq import options
 from fairseq.models import ARCH_MODEL_REGISTRY
 from fairseq.models.transformer import TransformerModel
+from fairseq_wd.cli.init_student import SizedDictionaries
 from fairseq_wd.cli.pipeline import Pipeline, get_parser
 from fairseq_wd.pipeline.budgets import BUDGETS
 from fairseq_wd.criterions.pkd import layer_map
@@ -31,7 +30,7 @@ def build(arch, *extra):
                                        ["unused", "--task", "translation", "--arch", arch, "--user-dir", USER_DIR,
                                         *DIMS, *extra])
     torch.manual_seed(0)
-    return ARCH_MODEL_REGISTRY[arch].build_model(args, _Task(50, 60)).eval(), args
+    return ARCH_MODEL_REGISTRY[arch].build_model(args, SizedDictionaries(50, 60)).eval(), args
 
 
 def test_reused_layer_variants():
@@ -93,7 +92,7 @@ def test_unrolled_sps_is_the_same_plain_transformer(extra):
     """What CTranslate2 export hands over: the second pass as extra layers of a plain Transformer."""
     sps, args = build("sps_transformer_tiny", *extra)
     state, plain_args = unrolled(sps.state_dict(), args)
-    plain = TransformerModel.build_model(plain_args, _Task(50, 60)).eval()
+    plain = TransformerModel.build_model(plain_args, SizedDictionaries(50, 60)).eval()
     plain.load_state_dict(state, strict=True)
     assert len(plain.encoder.layers) == len(list(sps.encoder.layers))
     src, prev = torch.randint(4, 50, (2, 6)), torch.randint(4, 60, (2, 4))

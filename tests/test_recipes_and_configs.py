@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import BIN, REPO, TINY_DIMS, USER_DIR, run
+from utils import BIN, REPO, USER_DIR, run
 
 LINES = {
     "en": ["the house is red", "a new green house", "the old market is big", "apples and pears",

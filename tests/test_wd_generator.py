@@ -3,22 +3,11 @@ import pytest
 import torch
 
 import fairseq_wd  # noqa: F401
-from fairseq import options
-from fairseq.models.transformer import TransformerModel
 from fairseq_wd.models.weight_distillation import WeightDistillationModel
 from fairseq_wd.modules.parameter_generator import ParameterGenerator
 from fairseq_wd.modules.weight_plan import PlanError, build_plan
 
-from test_foundation import _Task
-
-TASK = _Task(100, 120)
-
-
-def model(arch, *extra, device="meta"):
-    args = options.parse_args_and_arch(options.get_training_parser(),
-                                       ["unused", "--task", "translation", "--arch", arch, *extra])
-    with torch.device(device):
-        return TransformerModel.build_model(args, TASK)
+from utils import model
 
 
 def shapes(m):

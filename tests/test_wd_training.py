@@ -5,7 +5,7 @@ import re
 import pytest
 import torch
 
-from conftest import BIN, TRAIN_FLAGS, USER_DIR, run
+from utils import TRAIN_FLAGS, USER_DIR, run
 
 import fairseq_wd  # noqa: F401
 from fairseq import checkpoint_utils
@@ -72,7 +72,10 @@ def test_phase2_finetunes_exported_student(data_bin, teacher, phase1_checkpoint,
               tmp_path / "student.pt", "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
               "--save-dir", tmp_path / "phase2", "--max-update", "4", *STUDENT, *TRAIN_FLAGS)
     assert "Loaded checkpoint" in log.stdout + log.stderr
-    assert os.path.exists(tmp_path / "phase2" / "checkpoint_last.pt")
+    exported = torch.load(tmp_path / "student.pt", weights_only=True)["model"]
+    tuned = torch.load(tmp_path / "phase2" / "checkpoint_last.pt", weights_only=True)["model"]
+    moved = max((tuned[k].float() - exported[k].float()).abs().max().item() for k in exported if k in tuned)
+    assert 0 < moved < 0.05, f"4 updates start from the exported weights and change them (largest change {moved})"
 
 
 def test_resume_continues_like_an_uninterrupted_run(data_bin, teacher, tmp_path):
@@ -121,7 +124,7 @@ def test_two_process_gloo_phase1_keeps_the_generator_in_sync(data_bin, teacher, 
 def test_pre_norm_teacher_final_layer_norms_train_as_copies(data_bin, tmp_path):
     """A pre-norm teacher (the deep one's kind): the student's final LayerNorms start as the teacher's
     and train (the released code); the narrower decoder's is generated."""
-    from conftest import TINY_DIMS, train
+    from utils import TINY_DIMS, train
     pre_norm = ["--encoder-normalize-before", "--decoder-normalize-before"]
     teacher = train(data_bin, tmp_path / "teacher", "wd_transformer_base", *TINY_DIMS, *pre_norm, updates=20)
     phase1(data_bin, tmp_path / "phase1", teacher, *pre_norm, updates=10)

@@ -24,5 +24,5 @@ binarize() {
   fi
   wc -l "$RAW"/{train,valid,test}.{$SRC,$TGT}
   $PYTHON -m fairseq_wd.pipeline.binarize --raw "$RAW" --source-lang "$SRC" --target-lang "$TGT" \
-    --vocab-size "${VOCAB:-32000}" --character-coverage "${CHARACTER_COVERAGE:-1.0}" --dest "$WORK/data-bin"
+    --vocab-size "${VOCAB:-32000}" ${CHARACTER_COVERAGE:+--character-coverage "$CHARACTER_COVERAGE"} --dest "$WORK/data-bin"
 }

@@ -47,8 +47,10 @@ def chunk_path(dest, subset, c):
 
 
 def decode_chunk(ids, dataset, task, models, generator, cfg, use_cuda, topk):
+    ids = np.array(ids, dtype=np.int64)
+    ids = ids[np.argsort(dataset.src_sizes[ids], kind="mergesort")]  # batches of like lengths, as fairseq-generate
     batches = dataset.batch_by_size(
-        np.array(ids, dtype=np.int64), max_tokens=cfg.dataset.max_tokens,
+        ids, max_tokens=cfg.dataset.max_tokens,
         max_sentences=cfg.dataset.batch_size or (None if cfg.dataset.max_tokens else 64),
         required_batch_size_multiple=1,
     )
@@ -105,8 +107,9 @@ def copy_dictionaries_and_eval_splits(data, dest, subset):
         if not os.path.basename(p).startswith(subset + ".")
     ]:
         target = os.path.join(dest, os.path.basename(path))
-        if not os.path.exists(target):
-            shutil.copyfile(path, target)
+        if not os.path.exists(target):  # copied aside and renamed: a file that exists is whole
+            shutil.copyfile(path, target + ".tmp")
+            os.replace(target + ".tmp", target)
 
 
 def main(argv=None):

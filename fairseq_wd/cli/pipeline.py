@@ -1,6 +1,6 @@
 """`fairseq-wd-pipeline`: the paper's experiment in one command, on real text.
 
-corpus split -> joint sentencepiece -> fairseq-preprocess -> teacher -> teacher output for the train
+corpus split (or given valid/test sets, or a given data-bin) -> joint sentencepiece -> fairseq-preprocess -> teacher -> teacher output for the train
 set (sequence-level KD data) -> the students of --methods, one architecture, all with the same number
 of updates (default: the WD paper's KD baseline, i.e. the student trained on original + teacher
 output, and Weight Distillation phase 1 + 2 on the same data) -> int8 CTranslate2 copies of the
@@ -17,8 +17,10 @@ WORK_DIR/results.md.
     fairseq-wd-pipeline --budget full --fp16              # a bigger teacher, trained longer (GPU)
     fairseq-wd-pipeline --tsv my.de-en.tsv --source-lang de --target-lang en --work-dir runs/de-en
     fairseq-wd-pipeline --teacher ckpt.pt --teacher-dict dict.txt --teacher-spm spm.model ...
+    fairseq-wd-pipeline --data-bin data-bin --teacher ckpt.pt --post-process subword_nmt --references test.en ...
 """
 import argparse
+import glob
 import json
 import os
 import re
@@ -65,7 +67,7 @@ def get_parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work-dir", default="runs/pipeline", help="everything is written here (default runs/pipeline)")
     p.add_argument("--budget", choices=sorted(BUDGETS), default="demo",
-                   help="model sizes and update counts: demo (30 min on a 2-core CPU), cpu (the demo's models trained "
+                   help="model sizes and update counts: demo (under 40 min on a 2-core CPU), cpu (the demo's models trained "
                         "to convergence, at most 150 min on a 2-core CPU) or full (GPU)")
     p.add_argument("--update-scale", type=float, default=1.0, help="multiplies every update count (e.g. 0.1 to try)")
     p.add_argument("--student", choices=["tiny", "small"], default="tiny",
@@ -74,17 +76,36 @@ def get_parser():
     data.add_argument("--tsv", help="parallel text as 'source<TAB>target' lines (.xz/.gz allowed)")
     data.add_argument("--source-file", help="source side, line-aligned with --target-file")
     data.add_argument("--target-file", help="target side")
-    data.add_argument("--source-lang", default="en")
-    data.add_argument("--target-lang", default="ro")
-    data.add_argument("--test-size", type=int, default=500, help="test sentences split off (seeded)")
-    data.add_argument("--valid-size", type=int, default=300, help="valid sentences split off (seeded)")
+    data.add_argument("--source-lang", help="source language code (default: en, or the pair of --data-bin)")
+    data.add_argument("--target-lang", help="target language code (default: ro, or the pair of --data-bin)")
+    data.add_argument("--test-size", type=int, default=500,
+                      help="test sentences cut from the corpus (seeded), before those whose source occurs in "
+                           "train are removed (default 500)")
+    data.add_argument("--valid-size", type=int, default=300, help="valid sentences cut likewise (default 300)")
+    for split in ("valid", "test"):
+        data.add_argument(f"--{split}-tsv", help=f"a given {split} set ('source<TAB>target' lines) instead of a cut")
+        data.add_argument(f"--{split}-source", help=f"a given {split} set's source side, with --{split}-target")
+        data.add_argument(f"--{split}-target", help=f"a given {split} set's target side (raw text: the references)")
+    data.add_argument("--character-coverage", type=float,
+                      help="sentencepiece's character coverage (default: 0.9995 when a side is zh or ja, else 1.0)")
+    data.add_argument("--data-bin", help="an existing fairseq-preprocess output with train, valid and test splits "
+                                         "instead of a corpus (use with --teacher and the --post-process it needs)")
+    b = p.add_argument_group("benchmark")
+    b.add_argument("--post-process", default="sentencepiece",
+                   help="how the data's subwords are removed before BLEU, as fairseq-generate's --post-process: "
+                        "sentencepiece (default), subword_nmt (BPE with @@), none")
+    b.add_argument("--references", action="append", metavar="FILE",
+                   help="detokenized test references, one line per test sentence; repeat for several (NIST). "
+                        "Default: the test targets (raw text; for --data-bin, post-processed)")
+    b.add_argument("--bleu-tokenize", help="sacrebleu's tokenizer (default: zh when the target is Chinese, else 13a)")
+    b.add_argument("--bench-args", default="", help="more fairseq-wd-bench options, e.g. --bench-args=--lowercase")
     t = p.add_argument_group("teacher (default: trained here; the shipped one for demo on mpl.en-ro)")
     t.add_argument("--teacher", help="an existing teacher checkpoint instead of training one")
     t.add_argument("--teacher-dict", help="the (joined) dictionary the teacher was trained with "
                                           "(default: dict.txt next to --teacher)")
     t.add_argument("--teacher-spm", help="the sentencepiece model of the teacher's data (default: spm.model next to it)")
     t.add_argument("--train-teacher", action="store_true", help="train a teacher even where one is shipped")
-    p.add_argument("--bench-repeats", type=int, help="timed decoding runs per model (default: the budget's)")
+    b.add_argument("--bench-repeats", type=int, help="timed decoding runs per model (default: the budget's)")
     p.add_argument("--methods", type=parse_methods, default=DEFAULT_METHODS,
                    help=f"comma-separated students to train, from {', '.join(METHODS)}, or all (default "
                         f"{DEFAULT_METHODS}: the WD paper's KD baseline and WD). pea-kd adds three students: "
@@ -93,6 +114,8 @@ def get_parser():
     p.add_argument("--train-args", default="", help="more fairseq-train options for every training, e.g. "
                                                     "--train-args='--max-tokens 8192 --num-workers 2' (they win "
                                                     "over the budget's)")
+    p.add_argument("--teacher-args", default="", help="more fairseq-train options for the teacher trained here, e.g. "
+                                                      "--teacher-args='--decoder-layers 6' (they win over the budget's)")
     p.add_argument("--wd-args", default="", help="more fairseq-train options for WD phase 1 only, e.g. "
                                                  "--wd-args=--wd-separate-transforms or '--wd-init truncated-identity'")
     p.add_argument("--pack-teacher", metavar="DIR", help="after training, write the teacher as a float16 "
@@ -105,10 +128,12 @@ class Pipeline:
         self.args = args
         self.budget = BUDGETS[args.budget]
         self.work = args.work_dir
-        self.src, self.tgt = args.source_lang, args.target_lang
+        self.data_bin = args.data_bin or self.path("data-bin")
+        self.src, self.tgt = self.languages()
         self.cpu = not torch.cuda.is_available()
         self.step_no = 0
         self.methods = args.methods
+        self.student_encoder = self.budget.student_encoder  # then the teacher's encoder, once it exists
         self.logs = {}  # table row -> [(train.log, update offset)]
 
     def path(self, *parts):
@@ -136,56 +161,133 @@ class Pipeline:
     def updates(self, n):
         return max(1, int(n * self.args.update_scale))
 
-    # -- teacher choice, checked before any long work ------------------------------------------------
-    def teacher_bundle(self):
-        """(checkpoint, dict, spm model) of a given or shipped teacher, or None to train one."""
+    # -- input, checked before any long work -----------------------------------------------------------
+    def languages(self):
+        """(source, target): as given, else --data-bin's pair, else the shipped corpus's en-ro."""
         a = self.args
-        if a.teacher:
-            folder = os.path.dirname(os.path.abspath(a.teacher))
-            bundle = (a.teacher, a.teacher_dict or os.path.join(folder, "dict.txt"),
-                      a.teacher_spm or os.path.join(folder, "spm.model"))
-        elif a.train_teacher or a.tsv or a.source_file or a.budget != "demo":
-            return None
+        if a.data_bin and not (a.source_lang and a.target_lang):
+            pairs = sorted({f.split(".")[1] for f in glob.glob(os.path.join(a.data_bin, "train.*-*.*.idx"))
+                            for f in [os.path.basename(f)]})
+            if not pairs:
+                raise corpus.CorpusError(f"--data-bin {a.data_bin}: no train.SRC-TGT.*.idx files; is it the output "
+                                         "of fairseq-preprocess?")
+            if len(pairs) > 1:
+                raise corpus.CorpusError(f"--data-bin {a.data_bin} holds several language pairs ({', '.join(pairs)}): "
+                                         "give --source-lang and --target-lang")
+            return tuple(pairs[0].split("-"))
+        return a.source_lang or "en", a.target_lang or "ro"
+
+    def check_data_bin(self):
+        a = self.args
+        mixed = [o for o in ("tsv", "source_file", "target_file", *(f"{s}_{k}" for s in ("valid", "test")
+                                                                    for k in ("tsv", "source", "target")))
+                 if getattr(a, o)]
+        if mixed:
+            raise corpus.CorpusError(f"--data-bin is already binarized: drop --{mixed[0].replace('_', '-')}")
+        needed = [f"dict.{lang}.txt" for lang in (self.src, self.tgt)] + [
+            f"{split}.{self.src}-{self.tgt}.{lang}.{ext}" for split in corpus.SPLITS for lang in (self.src, self.tgt)
+            for ext in ("bin", "idx")]
+        missing = [f for f in needed if not os.path.isfile(os.path.join(self.data_bin, f))]
+        if missing:
+            raise corpus.CorpusError(f"--data-bin {self.data_bin} lacks {', '.join(missing[:4])}: binarize train, "
+                                     "valid and test with fairseq-preprocess (--trainpref, --validpref, --testpref)")
+
+    def teacher_bundle(self):
+        """(checkpoint, dict, spm model) of a given or shipped teacher (dict and spm None with --data-bin),
+        or None to train one; the checkpoint's embeddings checked against the dictionaries."""
+        a = self.args
+        if a.data_bin:
+            self.check_data_bin()
+            if not a.teacher:
+                return None
+            bundle = (a.teacher, None, None)
+            dictionaries = {"encoder": os.path.join(self.data_bin, f"dict.{self.src}.txt"),
+                            "decoder": os.path.join(self.data_bin, f"dict.{self.tgt}.txt")}
         else:
-            bundle = tuple(os.path.join(SHIPPED_TEACHER, f) for f in ("checkpoint.pt", "dict.txt", "spm.model"))
-        for what, path in zip(("--teacher", "--teacher-dict", "--teacher-spm"), bundle):
-            if not os.path.isfile(path):
-                raise CheckpointError(f"{what}: {path} not found. A given teacher needs the dictionary and the "
-                                      "sentencepiece model its data was made with (--teacher-dict, --teacher-spm).")
+            if a.teacher:
+                folder = os.path.dirname(os.path.abspath(a.teacher))
+                bundle = (a.teacher, a.teacher_dict or os.path.join(folder, "dict.txt"),
+                          a.teacher_spm or os.path.join(folder, "spm.model"))
+            elif a.train_teacher or a.tsv or a.source_file or a.budget != "demo":
+                return None
+            else:
+                bundle = tuple(os.path.join(SHIPPED_TEACHER, f) for f in ("checkpoint.pt", "dict.txt", "spm.model"))
+            for what, path in zip(("--teacher", "--teacher-dict", "--teacher-spm"), bundle):
+                if not os.path.isfile(path):
+                    raise CheckpointError(f"{what}: {path} not found. A given teacher needs the dictionary and the "
+                                          "sentencepiece model its data was made with (--teacher-dict, --teacher-spm), "
+                                          "or its binarized data (--data-bin).")
+            dictionaries = {"encoder": bundle[1], "decoder": bundle[1]}
         from fairseq.data import Dictionary
 
-        rows = load_state(bundle[0], "teacher checkpoint")["model"]["encoder.embed_tokens.weight"].shape[0]
-        entries = len(Dictionary.load(bundle[1]))
-        if rows != entries:
-            raise CheckpointError(f"teacher {bundle[0]} has {rows} embedding rows but {bundle[1]} has {entries} "
-                                  "entries: not the teacher's dictionary")
+        model = load_state(bundle[0], "teacher checkpoint")["model"]
+        for side, path in dictionaries.items():
+            rows, entries = model[f"{side}.embed_tokens.weight"].shape[0], len(Dictionary.load(path))
+            if rows != entries:
+                raise CheckpointError(f"teacher {bundle[0]} has {rows} {side} embedding rows but {path} has {entries} "
+                                      "entries: not the teacher's dictionary")
         return bundle
+
+    def check_wd_depths(self, bundle):
+        """WD groups teacher layers per student layer: refuse a teacher whose decoder depth is no multiple
+        of the student's before hours of teacher training and teacher output, not when phase 1 starts."""
+        if "wd" not in self.methods:
+            return
+        if bundle:
+            keys = load_state(bundle[0], "teacher checkpoint")["model"]
+            teacher = len({k.split(".")[2] for k in keys if k.startswith("decoder.layers.")})
+        else:
+            teacher = decoder_layers([*self.budget.teacher, *shlex.split(self.args.teacher_args)])
+        student = STUDENT_DECODER_LAYERS[self.args.student]
+        if teacher % student:
+            raise CheckpointError(
+                f"--methods wd with --student {self.args.student}: the teacher's decoder has {teacher} layers and "
+                f"the student's {student}; Weight Distillation maps a group of teacher layers to each student layer, "
+                f"so the teacher's depth must be a multiple of the student's. Use --student tiny, or a teacher with "
+                f"{teacher + student - teacher % student} decoder layers (--teacher-args='--decoder-layers N' when "
+                "it is trained here)")
 
     # -- data ------------------------------------------------------------------------------------------
     def prepare(self, bundle):
-        a, raw, data_bin = self.args, self.path("raw"), self.path("data-bin")
+        a, raw = self.args, self.path("raw")
         self.step("corpus: split, sentencepiece, fairseq-preprocess")
+        if a.data_bin:
+            print("the given data-bin:", a.data_bin)
+            return
         if os.path.exists(self.path("data-bin", "done")):
-            print("done already:", data_bin)
-            return data_bin
+            print("done already:", self.data_bin)
+            return
         if not (a.tsv or a.source_file) and (self.src, self.tgt) != ("en", "ro"):
             raise corpus.CorpusError("the shipped corpus is English-Romanian: keep --source-lang en --target-lang ro, "
                                      "or give your own with --tsv / --source-file --target-file")
         pairs = corpus.read_pairs(a.tsv, a.source_file, a.target_file)
-        splits = corpus.split(pairs, a.test_size, a.valid_size)
+        given = {name: corpus.read_pairs(getattr(a, f"{name}_tsv"), getattr(a, f"{name}_source"),
+                                         getattr(a, f"{name}_target"))
+                 for name in ("valid", "test") if any(getattr(a, f"{name}_{k}") for k in ("tsv", "source", "target"))}
+        splits, removed = corpus.split(pairs, 0 if "test" in given else a.test_size,
+                                       0 if "valid" in given else a.valid_size)
+        splits.update(given)
+        notes = [f"{name}: {len(rows)} pairs" + (f", {removed[name]} removed whose source occurs in train"
+                                                 if removed.get(name) and name not in given else "")
+                 for name, rows in splits.items()]
+        notes += [f"given {name}: {n} pairs whose source occurs in train (kept)"
+                  for name, n in corpus.overlap(splits).items() if name in given and n]
+        print("\n".join(notes))
         corpus.write_splits(splits, raw, self.src, self.tgt)
-        print({k: len(v) for k, v in splits.items()}, "sentence pairs")
+        with open(os.path.join(raw, "splits.txt"), "w") as f:
+            f.write("; ".join(notes) + "\n")
         if bundle:
             spm_model = self.path("spm.model")
             shutil.copy(bundle[2], spm_model)
         else:
-            spm_model = corpus.train_sentencepiece(raw, self.src, self.tgt, self.path("spm"), self.budget.vocab_size)
+            coverage = a.character_coverage or corpus.character_coverage(self.src, self.tgt)
+            spm_model = corpus.train_sentencepiece(raw, self.src, self.tgt, self.path("spm"), self.budget.vocab_size,
+                                                   coverage)
         corpus.encode(raw, self.src, self.tgt, spm_model, max_positions=MAX_POSITIONS)
-        shutil.rmtree(data_bin, ignore_errors=True)
-        self.sh("fairseq-preprocess", *corpus.preprocess_args(raw, self.src, self.tgt, data_bin,
+        shutil.rmtree(self.data_bin, ignore_errors=True)
+        self.sh("fairseq-preprocess", *corpus.preprocess_args(raw, self.src, self.tgt, self.data_bin,
                                                                bundle[1] if bundle else None))
-        open(os.path.join(data_bin, "done"), "w").close()
-        return data_bin
+        open(os.path.join(self.data_bin, "done"), "w").close()
 
     # -- training --------------------------------------------------------------------------------------
     def train(self, name, updates, *extra, data=None, row=None, offset=0):
@@ -198,9 +300,9 @@ class Pipeline:
             print("done already:", save)
         else:
             os.makedirs(save, exist_ok=True)
-            flags = [*self.budget.train, *self.budget.validation, *(["--cpu"] if self.cpu else []),
+            flags = [*self.budget.train, *self.budget.validation(self.args.post_process), *(["--cpu"] if self.cpu else []),
                      *(["--fp16"] if self.args.fp16 else []), *shlex.split(self.args.train_args)]
-            self.sh("fairseq-train", data or self.path("data-bin"), "--user-dir", PACKAGE, "--save-dir", save,
+            self.sh("fairseq-train", data or self.data_bin, "--user-dir", PACKAGE, "--save-dir", save,
                     "--max-update", self.updates(updates), *flags, *extra, log=os.path.join(save, "train.log"))
             open(os.path.join(save, "done"), "w").close()
         return os.path.join(save, "checkpoint_best.pt")
@@ -215,25 +317,27 @@ class Pipeline:
             print("using teacher", bundle[0])
             return bundle[0]
         ckpt = self.train("teacher", self.budget.teacher_updates, *self.budget.teacher,
-                          *self.criterion("label_smoothed_cross_entropy"), row="teacher")
+                          *self.criterion("label_smoothed_cross_entropy"), *shlex.split(self.args.teacher_args),
+                          row="teacher")
         if self.args.pack_teacher:
-            pack_teacher(ckpt, self.path("spm.model"), self.path("data-bin", f"dict.{self.src}.txt"),
+            pack_teacher(ckpt, self.path("spm.model"), os.path.join(self.data_bin, f"dict.{self.src}.txt"),
                          self.args.pack_teacher)
         return ckpt
 
     def teacher_output(self, teacher):
         self.step("teacher output for the train set (sequence-level KD data)")
         kd_bin = self.path("kd-bin")
-        if os.path.exists(os.path.join(kd_bin, f"train.{self.src}-{self.tgt}.{self.tgt}.bin")):
+        if os.path.exists(os.path.join(kd_bin, "done")):  # written last: files that exist may be partial
             print("done already:", kd_bin)
-        else:
-            self.sh("fairseq-wd-distill-data", self.path("data-bin"), "--user-dir", PACKAGE, "--path", teacher,
+        else:  # a rerun keeps the finished chunks
+            self.sh("fairseq-wd-distill-data", self.data_bin, "--user-dir", PACKAGE, "--path", teacher,
                     *(["--cpu"] if self.cpu else []), "--dest", kd_bin, "--gen-subset", "train",
                     "--beam", self.budget.distill_beam, "--batch-size", "128")
+            open(os.path.join(kd_bin, "done"), "w").close()
         return kd_bin
 
     def student_flags(self, family="wd_transformer"):
-        return ["--arch", f"{family}_{self.args.student}", *self.budget.student_encoder]
+        return ["--arch", f"{family}_{self.args.student}", *self.student_encoder]
 
     def kd_flags(self, teacher):
         return ["--task", "distillation", "--teacher-path", teacher, "--kd-alpha", "0.5"]
@@ -336,7 +440,7 @@ class Pipeline:
                 partial = out + ".partial"
                 shutil.rmtree(partial, ignore_errors=True)
                 self.sh("fairseq-wd-export", models[name], "--to", "ctranslate2", "--quantization", "int8",
-                        "--data", self.path("data-bin"), "--output", partial)
+                        "--data", self.data_bin, "--output", partial)
                 os.rename(partial, out)
             exported[f"{name}, CTranslate2 int8"] = out
         return exported
@@ -348,20 +452,25 @@ class Pipeline:
         if bench_models(out) == list(models) and os.path.exists(os.path.join(out, "bench.md")):
             print("done already:", os.path.join(out, "bench.md"))
         else:
-            self.sh("fairseq-wd-bench", self.path("data-bin"), *[f"--model={n}={p}" for n, p in models.items()],
-                    "--references", self.path("raw", f"test.{self.tgt}"),
+            references = self.args.references or ([] if self.args.data_bin else [self.path("raw", f"test.{self.tgt}")])
+            self.sh("fairseq-wd-bench", self.data_bin, *[f"--model={n}={p}" for n, p in models.items()],
+                    *[f"--references={r}" for r in references], "--post-process", self.args.post_process,
+                    "--tokenize", self.bleu_tokenize(), *shlex.split(self.args.bench_args),
                     "--repeats", self.args.bench_repeats or self.budget.bench_repeats,
                     "--max-len-a", self.budget.max_len_a, "--max-len-b", self.budget.max_len_b,
                     "--output-dir", out, *(["--cpu"] if self.cpu else []))
         with open(os.path.join(out, "bench.md")) as f:
             return f.read()
 
+    def bleu_tokenize(self):
+        return self.args.bleu_tokenize or ("zh" if self.tgt.split("_")[0].lower() == "zh" else "13a")
+
     def valid_bleu(self, checkpoint):
         """The teacher's BLEU on valid, decoded as fairseq's --eval-bleu decodes the students' curves."""
-        proc = subprocess.run([os.path.join(BIN, "fairseq-generate"), self.path("data-bin"), "--user-dir", PACKAGE,
+        proc = subprocess.run([os.path.join(BIN, "fairseq-generate"), self.data_bin, "--user-dir", PACKAGE,
                                "--path", checkpoint, "--gen-subset", "valid", "--beam", "4", "--batch-size", "128",
                                "--max-len-a", str(self.budget.max_len_a), "--max-len-b", str(self.budget.max_len_b),
-                               "--post-process", "sentencepiece", "--scoring", "sacrebleu",
+                               "--post-process", self.args.post_process, "--scoring", "sacrebleu",
                                *(["--cpu"] if self.cpu else [])], capture_output=True, text=True, check=True)
         return float(re.search(r"BLEU = ([\d.]+)", proc.stdout).group(1))
 
@@ -395,15 +504,43 @@ class Pipeline:
         os.makedirs(self.work, exist_ok=True)
         started = time.time()
         bundle = self.teacher_bundle()
+        self.check_wd_depths(bundle)
         self.prepare(bundle)
         teacher = self.teacher(bundle)
+        self.student_encoder = teacher_encoder_flags(teacher)
         kd_bin = self.teacher_output(teacher)
         models = {"teacher": teacher, **self.students(teacher, kd_bin)}
         models.update(self.ctranslate2(models))
         report = f"{self.bench(models)}\n{LEGEND}\n\n{self.learning_curves(teacher)}"
+        if os.path.exists(self.path("raw", "splits.txt")):
+            with open(self.path("raw", "splits.txt")) as f:
+                report += f"\nData: {f.read()}"
         with open(self.path("results.md"), "w") as f:
             f.write(report)
         print(f"\n{report}\nsaved to {self.path('results.md')}; pipeline took {(time.time() - started) / 60:.1f} min")
+
+
+STUDENT_DECODER_LAYERS = {"tiny": 1, "small": 2}
+
+
+# what a student keeps of its teacher: the encoder, the heads, where LayerNorms sit, the activation
+KEPT = ("encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_layers", "encoder_attention_heads",
+        "decoder_attention_heads", "activation_fn")
+KEPT_SWITCHES = ("encoder_normalize_before", "decoder_normalize_before", "share_decoder_input_output_embed")
+
+
+def teacher_encoder_flags(checkpoint):
+    """fairseq-train flags that give a student its teacher's encoder (a given teacher of any size)."""
+    args = model_args(load_state(checkpoint, "teacher checkpoint"))
+    return ([f"--{k.replace('_', '-')}={getattr(args, k)}" for k in KEPT if getattr(args, k, None) is not None]
+            + [f"--{k.replace('_', '-')}" for k in KEPT_SWITCHES if getattr(args, k, False)])
+
+
+def decoder_layers(flags):
+    """The decoder depth that fairseq-train flags give (the last --decoder-layers wins; 6 by default)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--decoder-layers", type=int, default=6)
+    return parser.parse_known_args(flags)[0].decoder_layers
 
 
 def parse_methods(spec):
@@ -429,7 +566,8 @@ def pack_teacher(checkpoint, spm_model, dictionary, out_dir):
     state = load_state(checkpoint, "teacher checkpoint")
     save_plain_transformer(os.path.join(out_dir, "checkpoint.pt"), state["model"], model_args(state),
                            dtype=torch.float16)
-    shutil.copy(spm_model, os.path.join(out_dir, "spm.model"))
+    if os.path.exists(spm_model):  # none with --data-bin
+        shutil.copy(spm_model, os.path.join(out_dir, "spm.model"))
     shutil.copy(dictionary, os.path.join(out_dir, "dict.txt"))
 
 

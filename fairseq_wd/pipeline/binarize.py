@@ -18,7 +18,8 @@ def main(argv=None):
     p.add_argument("--source-lang", required=True)
     p.add_argument("--target-lang", required=True)
     p.add_argument("--vocab-size", type=int, default=32000, help="joint sentencepiece vocabulary (default 32000)")
-    p.add_argument("--character-coverage", type=float, default=1.0, help="0.9995 for Chinese/Japanese")
+    p.add_argument("--character-coverage", type=float,
+                   help="sentencepiece's character coverage (default: 0.9995 when a side is zh or ja, else 1.0)")
     p.add_argument("--dest", required=True, help="the data-bin to write (must not exist yet)")
     args = p.parse_args(argv)
     src, tgt, raw = args.source_lang, args.target_lang, args.raw
@@ -28,7 +29,7 @@ def main(argv=None):
     if os.path.exists(os.path.join(args.dest, f"dict.{tgt}.txt")):
         sys.exit(f"binarize: {args.dest} already holds a data-bin; remove it or choose another --dest")
     model = corpus.train_sentencepiece(raw, src, tgt, os.path.join(raw, "spm"), args.vocab_size,
-                                       args.character_coverage)
+                                       args.character_coverage or corpus.character_coverage(src, tgt))
     corpus.encode(raw, src, tgt, model)
     fairseq_preprocess = os.path.join(os.path.dirname(sys.executable), "fairseq-preprocess")
     subprocess.run([fairseq_preprocess, *corpus.preprocess_args(raw, src, tgt, args.dest)], check=True)

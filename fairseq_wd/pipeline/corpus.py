@@ -66,13 +66,29 @@ def read_pairs(tsv=None, src_file=None, tgt_file=None):
 
 
 def split(pairs, test=500, valid=300, seed=1):
-    """Seeded shuffle, then test | valid | train: the same split on every machine."""
+    """Seeded shuffle, then test | valid | train: the same split on every machine. Test and valid pairs
+    whose source also occurs in train are then removed (UI strings and Bible verses repeat), so no score
+    rewards memorised training lines; train stays as cut. Returns (splits, {split: pairs removed})."""
     if len(pairs) < test + valid + 100:
         raise CorpusError(f"{len(pairs)} sentence pairs: too few for a {test}-sentence test and {valid}-sentence "
                           f"valid split plus training data")
     pairs = list(pairs)
     random.Random(seed).shuffle(pairs)
-    return {"test": pairs[:test], "valid": pairs[test:test + valid], "train": pairs[test + valid:]}
+    cut = {"test": pairs[:test], "valid": pairs[test:test + valid], "train": pairs[test + valid:]}
+    return without_train_sources(cut)
+
+
+def without_train_sources(splits):
+    """(splits with the test/valid pairs whose source occurs in train removed, {split: pairs removed})."""
+    seen = {src for src, _ in splits["train"]}
+    kept = {name: [p for p in rows if name == "train" or p[0] not in seen] for name, rows in splits.items()}
+    return kept, {name: len(splits[name]) - len(kept[name]) for name in splits if name != "train"}
+
+
+def overlap(splits):
+    """{split: pairs of test/valid whose source occurs in train}, for splits a user gave."""
+    seen = {src for src, _ in splits["train"]}
+    return {name: sum(src in seen for src, _ in rows) for name, rows in splits.items() if name != "train"}
 
 
 def write_splits(splits, raw, src, tgt):
@@ -81,6 +97,15 @@ def write_splits(splits, raw, src, tgt):
         for col, lang in ((0, src), (1, tgt)):
             with open(os.path.join(raw, f"{name}.{lang}"), "w", encoding="utf-8") as f:
                 f.writelines(r[col] + "\n" for r in rows)
+
+
+CJK = ("zh", "ja")  # languages of many characters: sentencepiece's recommended coverage 0.9995
+
+
+def character_coverage(src, tgt):
+    """sentencepiece's recommendation: 0.9995 when a side is Chinese or Japanese (rare characters
+    become <unk> instead of one piece each), 1.0 otherwise."""
+    return 0.9995 if any(lang.split("_")[0].lower() in CJK for lang in (src, tgt)) else 1.0
 
 
 def train_sentencepiece(raw, src, tgt, prefix, vocab_size, character_coverage=1.0):

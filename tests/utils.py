@@ -1,0 +1,91 @@
+"""What the tests share: the real fairseq commands on tiny data, and models built without training."""
+import os
+import random
+import re
+import subprocess
+import sys
+
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+USER_DIR = os.path.join(REPO, "fairseq_wd")
+BIN = os.path.dirname(sys.executable)
+
+# A model small enough to train in seconds on a CPU, large enough to learn the toy language.
+TINY_DIMS = [
+    "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64", "--encoder-attention-heads", "4",
+    "--decoder-embed-dim", "32", "--decoder-ffn-embed-dim", "64", "--decoder-attention-heads", "4",
+    "--encoder-layers", "2", "--decoder-layers", "2",
+]
+TRAIN_FLAGS = [
+    "--cpu", "--optimizer", "adam", "--lr", "0.003", "--lr-scheduler", "inverse_sqrt",
+    "--warmup-updates", "20", "--max-tokens", "2000", "--dropout", "0.0", "--seed", "1",
+    "--no-progress-bar", "--log-interval", "10", "--num-workers", "0",
+    "--no-epoch-checkpoints",
+]
+
+
+def run(cmd, *args, env=None, check=True):
+    """Runs a console script of this venv (fairseq-train, fairseq-wd-...) and returns its output."""
+    exe = os.path.join(BIN, cmd)
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1")
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [exe, *map(str, args)], capture_output=True, text=True, env=full_env, cwd=REPO
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+WORDS = "ana are mere si pere la piata mare mica casa rosie verde noua veche".split()
+
+
+def toy_pair(rng):
+    """Target = source words reversed, each word mapped to a 'translation'. Learnable quickly."""
+    n = rng.randint(3, 12)
+    src = [rng.choice(WORDS) for _ in range(n)]
+    tgt = [w[::-1].upper() for w in reversed(src)]
+    return " ".join(src), " ".join(tgt)
+
+
+def write_split(folder, prefix, n, seed):
+    rng = random.Random(seed)
+    pairs = [toy_pair(rng) for _ in range(n)]
+    for lang, col in (("src", 0), ("tgt", 1)):
+        with open(os.path.join(folder, f"{prefix}.{lang}"), "w") as f:
+            f.writelines(p[col] + "\n" for p in pairs)
+
+
+def train(data, save_dir, arch, *extra, updates=60):
+    run("fairseq-train", data, "--user-dir", USER_DIR, "--arch", arch, "--save-dir", save_dir,
+        "--max-update", updates, "--criterion", "label_smoothed_cross_entropy",
+        "--label-smoothing", "0.1", *TRAIN_FLAGS, *extra)
+    return os.path.join(save_dir, "checkpoint_last.pt")
+
+
+# -- models built from their config alone (no data, no training) ------------------------------------------
+STUDENT = ["--arch", "wd_transformer_tiny", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
+           "--encoder-layers", "2", "--encoder-attention-heads", "4", "--decoder-attention-heads", "4"]
+
+
+def model(arch, *extra, vocab=(100, 120), device="meta"):
+    """A fairseq transformer of `arch` over dictionaries of the given sizes (meta: shapes only)."""
+    from fairseq import options
+    from fairseq.models.transformer import TransformerModel
+    from fairseq_wd.cli.init_student import SizedDictionaries
+
+    args = options.parse_args_and_arch(options.get_training_parser(),
+                                       ["unused", "--task", "translation", "--arch", arch, "--user-dir", USER_DIR,
+                                        *extra])
+    with torch.device(device):
+        return TransformerModel.build_model(args, SizedDictionaries(*vocab))
+
+
+def kd_train(data, save_dir, *extra, updates=4, **kwargs):
+    return run("fairseq-train", data, "--user-dir", USER_DIR, "--task", "distillation", "--save-dir", save_dir,
+               "--max-update", updates, *STUDENT, *TRAIN_FLAGS, *extra, **kwargs)
+
+
+def valid_metric(log, name):
+    return [float(v) for v in re.findall(rf"\| valid on 'valid' subset .*?\| {name} ([\d.]+)", log)]
