@@ -221,6 +221,7 @@ class Pipeline:
         from fairseq.data import Dictionary
 
         model = load_state(bundle[0], "teacher checkpoint")["model"]
+        self.given_teacher_layers = len({k.split(".")[2] for k in model if k.startswith("decoder.layers.")})
         for side, path in dictionaries.items():
             rows, entries = model[f"{side}.embed_tokens.weight"].shape[0], len(Dictionary.load(path))
             if rows != entries:
@@ -234,8 +235,7 @@ class Pipeline:
         if "wd" not in self.methods:
             return
         if bundle:
-            keys = load_state(bundle[0], "teacher checkpoint")["model"]
-            teacher = len({k.split(".")[2] for k in keys if k.startswith("decoder.layers.")})
+            teacher = self.given_teacher_layers
         else:
             teacher = decoder_layers([*self.budget.teacher, *shlex.split(self.args.teacher_args)])
         student = STUDENT_DECODER_LAYERS[self.args.student]
@@ -271,7 +271,7 @@ class Pipeline:
                                                  if removed.get(name) and name not in given else "")
                  for name, rows in splits.items()]
         notes += [f"given {name}: {n} pairs whose source occurs in train (kept)"
-                  for name, n in corpus.overlap(splits).items() if name in given and n]
+                  for name, n in corpus.without_train_sources(splits)[1].items() if name in given and n]
         print("\n".join(notes))
         corpus.write_splits(splits, raw, self.src, self.tgt)
         with open(os.path.join(raw, "splits.txt"), "w") as f:

@@ -85,12 +85,6 @@ def without_train_sources(splits):
     return kept, {name: len(splits[name]) - len(kept[name]) for name in splits if name != "train"}
 
 
-def overlap(splits):
-    """{split: pairs of test/valid whose source occurs in train}, for splits a user gave."""
-    seen = {src for src, _ in splits["train"]}
-    return {name: sum(src in seen for src, _ in rows) for name, rows in splits.items() if name != "train"}
-
-
 def write_splits(splits, raw, src, tgt):
     os.makedirs(raw, exist_ok=True)
     for name, rows in splits.items():
