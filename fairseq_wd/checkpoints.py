@@ -5,6 +5,8 @@
 the config as plain dicts.
 """
 import argparse
+import contextlib
+import errno
 import os
 
 import torch
@@ -16,13 +18,46 @@ class CheckpointError(ValueError):
     pass
 
 
-def load_state(path, what="checkpoint"):
-    """fairseq's own loader (weights-only, with the compat allow-list, config upgraded), turning the
-    usual failures into one clear message."""
+DISK_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES}  # a write the disk refused
+
+
+class OutputError(OSError):
+    """A file that could not be written (disk full, read-only folder); nothing half-written was kept."""
+
+
+def output_error(path, error):
+    """`error` as an OutputError naming `path` and the system's reason when an OSError caused it (torch
+    hides it behind a RuntimeError), else None: a failure that is not the disk's."""
+    cause = error
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return None
+    return OutputError(f"cannot write {path}: {cause.strerror or cause}. Free disk space or choose a writable "
+                       "folder, then rerun: nothing half-written was kept")
+
+
+def save_whole(obj, path):
+    """torch.save to PATH.tmp, then rename: a file at PATH is always complete, and a failed write leaves
+    no file that a rerun would take as done."""
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except Exception as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise (output_error(path, e) or e) from e
+
+
+def load_state(path, what="checkpoint", arg_overrides=None):
+    """fairseq's own loader (weights-only, with the compat allow-list, config upgraded, `arg_overrides`
+    applied to it), turning the usual failures into one clear message."""
     if not path or not os.path.isfile(path):
         raise CheckpointError(f"{what} not found: {path!r}. Pass the path of a fairseq checkpoint (.pt) file.")
     try:
-        state = checkpoint_utils.load_checkpoint_to_cpu(path)
+        state = checkpoint_utils.load_checkpoint_to_cpu(path, arg_overrides)
     except Exception as e:  # truncated files, non-checkpoints, foreign pickles
         raise CheckpointError(
             f"{what} {path!r} cannot be read as a fairseq checkpoint ({type(e).__name__}: "
@@ -75,6 +110,4 @@ def save_plain_transformer(path, model_state, args, task_cfg=None, dtype=torch.f
         "extra_state": {"train_iterator": {"epoch": 1}},
         "last_optimizer_state": None,
     }
-    tmp = path + ".tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    save_whole(state, path)

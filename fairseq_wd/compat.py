@@ -1,18 +1,37 @@
 """Workarounds for fairseq-fixed 0.12.3.1 (and fairseq 0.12.2) under Python 3.11 and torch >= 2.6.
 
-Each fix is applied once, on import of the plugin (`--user-dir fairseq_wd` or `import fairseq_wd`),
-names the fairseq version and the symptom, and is a no-op where fairseq already behaves.
+Each patch names the fairseq version and the symptom, first checks that the installed fairseq or
+torch has the bug (and does nothing where it behaves), and is applied once, on import of the plugin
+(`--user-dir fairseq_wd` or `import fairseq_wd`). What was patched is logged once. Set
+FAIRSEQ_WD_NO_PATCH to a comma-separated list of patch names (or `all`) to leave fairseq as it is.
+tests/test_compat.py shows each bug with its patch turned off.
 """
 import argparse
 import atexit
+import inspect
+import io
 import logging
+import math
+import os
+import pickle
+import sys
 import threading
 
 import numpy as np
 import torch
 
 logger = logging.getLogger(__name__)
+OPT_OUT = "FAIRSEQ_WD_NO_PATCH"
+PATCHES = []  # in the order they are applied
 
+
+def patch(fix):
+    """Registers `fix`: it returns True when it patched something, False when fairseq needs no fix."""
+    PATCHES.append(fix)
+    return fix
+
+
+@patch
 def allow_fairseq_checkpoint_globals():
     """fairseq 0.12.x / fairseq-fixed 0.12.3.1 + torch >= 2.6: `fairseq-generate` and resuming fail
     with "Weights only load failed ... Unsupported global: GLOBAL argparse.Namespace", because
@@ -20,8 +39,14 @@ def allow_fairseq_checkpoint_globals():
     argparse CLI stores `cfg.model` as a Namespace. We allow-list only the classes fairseq itself
     writes into checkpoints; weights-only loading stays on for everything else."""
     add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
-    if add_safe_globals is None:  # torch < 2.4 loads everything anyway
-        return
+    buffer = io.BytesIO()
+    torch.save(argparse.Namespace(), buffer)
+    try:
+        torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+        return False  # torch < 2.6 (or already allowed): a Namespace loads
+    except pickle.UnpicklingError:
+        if add_safe_globals is None:
+            return False
     # The picklers numpy uses for arrays and scalars (their module moved in numpy 2), and the dtype
     # classes: `--eval-bleu` and best-checkpoint tracking store numpy values in extra_state.
     reconstruct_array = np.zeros(1).__reduce__()[0]
@@ -29,18 +54,22 @@ def allow_fairseq_checkpoint_globals():
     dtype_classes = {type(np.dtype(code)) for code in np.typecodes["All"]}
     safe = [argparse.Namespace, np.ndarray, np.dtype, reconstruct_array, reconstruct_scalar]
     add_safe_globals(safe + sorted(dtype_classes, key=str))
+    return True
 
 
+@patch
 def keep_last_batch():
     """fairseq-fixed 0.12.3.1 (and fairseq main since d871f616): `data_utils.batch_by_size` drops
     the last batch when its size is not a multiple of --required-batch-size-multiple (default 8),
     so `fairseq-generate` silently skips the longest sentences of a test set (fairseq #5036,
-    #5351). The batches cover a prefix of `indices` in order; we append what was cut off."""
+    #5351). The batches cover a prefix of `indices` in order; we append what was cut off. Training
+    batches then include that last batch too, as in fairseq 0.12.2."""
     from fairseq.data import data_utils
 
     original = data_utils.batch_by_size
-    if getattr(original, "_fairseq_wd_keeps_last_batch", False):
-        return
+    probe = original(np.arange(9), lambda i: 1, max_sentences=8, required_batch_size_multiple=8)
+    if sum(len(b) for b in probe) == 9:
+        return False
 
     def batch_by_size(indices, *args, **kwargs):
         batches = original(indices, *args, **kwargs)
@@ -53,10 +82,11 @@ def keep_last_batch():
             batches = list(batches) + [indices[covered:]]
         return batches
 
-    batch_by_size._fairseq_wd_keeps_last_batch = True
     data_utils.batch_by_size = batch_by_size
+    return True
 
 
+@patch
 def allow_cpu_data_parallel():
     """fairseq-fixed 0.12.3.1, data-parallel training on CPUs (gloo) under
     `torchrun ... fairseq-train --cpu --distributed-world-size N --distributed-backend gloo`:
@@ -64,14 +94,12 @@ def allow_cpu_data_parallel():
        (`rank % torch.cuda.device_count()` with no GPU): on a CPU the device id is irrelevant, use 0;
     2. then DDP refuses `device_ids=[0]` for a CPU module ("device_ids and output_device arguments
        only work with ... GPU modules"): drop them for CPU modules, as torch requires."""
-    import os
-
     from fairseq.distributed import utils as dist_utils
     from fairseq.models import distributed_fairseq_model
 
     original = dist_utils._infer_torch_distributed_launch_init
-    if getattr(original, "_fairseq_wd_cpu_ok", False):
-        return
+    if "% torch.cuda.device_count()" not in inspect.getsource(original):
+        return False
 
     def infer_launch_init(cfg):
         if torch.cuda.device_count() > 0:
@@ -82,7 +110,6 @@ def allow_cpu_data_parallel():
         cfg.device_id = 0
         cfg.distributed_no_spawn = True
 
-    infer_launch_init._fairseq_wd_cpu_ok = True
     dist_utils._infer_torch_distributed_launch_init = infer_launch_init
 
     ddp = distributed_fairseq_model.DistributedDataParallel
@@ -94,8 +121,10 @@ def allow_cpu_data_parallel():
             super().__init__(module, device_ids=device_ids, output_device=output_device, **kwargs)
 
     distributed_fairseq_model.DistributedDataParallel = CpuFriendlyDDP
+    return True
 
 
+@patch
 def stop_data_threads_at_exit():
     """fairseq 0.12.x: `fairseq-train` can abort after "done training" with "terminate called
     without an active exception" (exit -6, checkpoints already written). The data-prefetch thread
@@ -106,8 +135,8 @@ def stop_data_threads_at_exit():
     from fairseq.data import iterators
 
     consumer = iterators.BackgroundConsumer
-    if getattr(consumer, "_fairseq_wd_stoppable", False):
-        return
+    if getattr(consumer, "_fairseq_wd_stoppable", False) or any(name in vars(consumer) for name in ("stop", "close")):
+        return False  # patched already, or a fairseq that can stop it
     stopping = threading.Event()
 
     def until_stopping(source):
@@ -138,12 +167,106 @@ def stop_data_threads_at_exit():
     consumer.__init__ = __init__
     consumer._fairseq_wd_stoppable = True
     atexit.register(stop_consumers)
+    return True
+
+
+@patch
+def atomic_checkpoint_copies():
+    """fairseq 0.12.x `save_checkpoint` writes the first checkpoint atomically (to .tmp, then renamed) but
+    copies it to the others (checkpoint_last.pt, checkpoint_best.pt) in place: a run killed during that
+    copy, or a disk that fills, leaves a truncated checkpoint_last.pt and the rerun cannot resume. We copy
+    to .tmp and rename, so checkpoint_last.pt is the old one or the new one, never half of one."""
+    from fairseq import checkpoint_utils
+
+    if (getattr(checkpoint_utils.PathManager, "_fairseq_wd_atomic_copies", False)
+            or "PathManager.copy(" not in inspect.getsource(checkpoint_utils.save_checkpoint)):
+        return False
+    checkpoint_utils.PathManager = AtomicCopies(checkpoint_utils.PathManager)
+    return True
+
+
+class AtomicCopies:
+    """fairseq's PathManager whose copy() goes through a temporary file and a rename."""
+    _fairseq_wd_atomic_copies = True
+
+    def __init__(self, path_manager):
+        self.path_manager = path_manager
+
+    def __getattr__(self, name):
+        return getattr(self.path_manager, name)
+
+    def copy(self, src_path, dst_path, overwrite=False, **kwargs):
+        if not self.path_manager.supports_rename(dst_path):
+            return self.path_manager.copy(src_path, dst_path, overwrite=overwrite, **kwargs)
+        tmp = dst_path + ".tmp"
+        copied = False
+        try:
+            copied = self.path_manager.copy(src_path, tmp, overwrite=True, **kwargs)
+        finally:
+            if not copied and self.path_manager.exists(tmp):
+                self.path_manager.rm(tmp)
+        if copied:
+            self.path_manager.rename(tmp, dst_path)
+        return copied
+
+
+@patch
+def stop_at_max_update():
+    """fairseq 0.12.x `fairseq-train` resumed from a checkpoint_last.pt that has reached --max-update
+    trains one more update (it checks the limit only after a step) and saves it: rerunning a finished
+    training, or a pipeline killed between fairseq-train's last save and its own completion mark,
+    changes the model. We stop before the first step when the limit is reached."""
+    train_module = sys.modules.get("fairseq_cli.train")  # loaded by fairseq-train and fairseq-hydra-train
+    if train_module is None or getattr(train_module.train, "_fairseq_wd_stops", False):
+        return False
+    original = train_module.train
+
+    def train(cfg, trainer, task, epoch_itr):
+        if trainer.get_num_updates() >= (cfg.optimization.max_update or math.inf):
+            logger.info("checkpoint at --max-update %d already: nothing to train", cfg.optimization.max_update)
+            return [None], True
+        return original(cfg, trainer, task, epoch_itr)
+
+    train._fairseq_wd_stops = True
+    train_module.train = train
+    return True
+
+
+@patch
+def resume_with_the_same_batches():
+    """fairseq-fixed 0.12.3.1 makes a training run's batches once, when its epoch iterator is first built,
+    and orders the sentences within a length with `numpy_seed(seed + epoch)`. An uninterrupted run builds it
+    at epoch 1 and reuses it; a run resumed from an epoch's checkpoint builds it at that epoch, so it trains
+    on differently composed batches from there on (a killed run does not continue as it would have). We
+    build the batches as at epoch 1 wherever fairseq reuses them across epochs."""
+    from fairseq.tasks.fairseq_task import FairseqTask
+
+    original = FairseqTask.get_batch_iterator
+    if getattr(original, "_fairseq_wd_epoch1", False) or "numpy_seed(seed + epoch)" not in inspect.getsource(original):
+        return False
+
+    def get_batch_iterator(self, dataset, *args, epoch=1, **kwargs):
+        rebuilt = (kwargs.get("disable_iterator_cache") or kwargs.get("update_epoch_batch_itr")
+                   or getattr(self.cfg, "rebuild_batches", False) or not self.can_reuse_epoch_itr(dataset))
+        if epoch <= 1 or rebuilt or dataset in self.dataset_to_epoch_iter:  # the last: reused as it is
+            return original(self, dataset, *args, epoch=epoch, **kwargs)
+        iterator = original(self, dataset, *args, epoch=1, **kwargs)
+        iterator.epoch = epoch  # as if created at `epoch`: the batches are those of epoch 1, shuffled for `epoch`
+        return iterator
+
+    get_batch_iterator._fairseq_wd_epoch1 = True
+    FairseqTask.get_batch_iterator = get_batch_iterator
+    return True
 
 
 def apply():
-    """Idempotent: each patch marks what it wrapped, so a second import of the plugin under
-    another path wraps nothing twice."""
-    allow_fairseq_checkpoint_globals()
-    keep_last_batch()
-    allow_cpu_data_parallel()
-    stop_data_threads_at_exit()
+    """Once per process: a second import of the plugin under another module path finds fairseq
+    already patched (the probes see the bugs gone) and patches nothing twice."""
+    off = {name.strip() for name in os.environ.get(OPT_OUT, "").split(",") if name.strip()}
+    unknown = off - {fix.__name__ for fix in PATCHES} - {"all"}
+    if unknown:
+        raise ValueError(f"{OPT_OUT}={os.environ[OPT_OUT]}: unknown patches {sorted(unknown)}; "
+                         f"known: {', '.join(fix.__name__ for fix in PATCHES)}, all")
+    applied = [fix.__name__ for fix in PATCHES if not ({"all", fix.__name__} & off) and fix()]
+    if applied:
+        logger.info("fairseq-wd patched fairseq: %s (%s=NAME,... turns a patch off)", ", ".join(applied), OPT_OUT)

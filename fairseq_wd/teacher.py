@@ -1,43 +1,62 @@
-"""Loading a teacher for a task: checked against the data's dictionaries before any training."""
+"""The teacher: one object per process that reads its checkpoint once and serves every part that needs
+it (the dictionary check, WD's generator, the KD criterions' model, the pipeline's checks)."""
 import logging
 
 import torch
 from fairseq import models
 
-from .checkpoints import CheckpointError, load_state
+from .checkpoints import CheckpointError, load_state, model_args
 
 logger = logging.getLogger(__name__)
 
 
-def check_dictionaries(state, src_dict, tgt_dict, path):
-    """The teacher's embedding tables must have one row per dictionary entry of the data."""
-    weights = state["model"]
-    for side, key, dictionary in (
-        ("source", "encoder.embed_tokens.weight", src_dict),
-        ("target", "decoder.embed_tokens.weight", tgt_dict),
-    ):
-        if key in weights and weights[key].shape[0] != len(dictionary):
-            raise CheckpointError(
-                f"teacher {path!r} was trained with a {side} dictionary of {weights[key].shape[0]} "
-                f"entries, but this data-bin's {side} dictionary has {len(dictionary)}. Binarize the "
-                f"data with the teacher's dictionaries: fairseq-preprocess --srcdict/--tgtdict "
-                f"<teacher data-bin>/dict.*.txt."
-            )
+class Teacher:
+    """A teacher checkpoint: its weights and config, and its model built on first use (eval mode, no
+    gradients). The model takes over the weights, so they are held once."""
 
+    def __init__(self, path):
+        self.path = path
+        self.state = load_state(path, "teacher checkpoint")
+        self._model = None
 
-def load_teacher(path, task):
-    """The teacher in eval mode with gradients off, built for `task`'s dictionaries.
+    @property
+    def weights(self):
+        return self.state["model"]
 
-    Built with fairseq's model registry directly, not `task.build_model`, so a task that wraps the
-    models it builds (weight_distillation) does not wrap its teacher."""
-    state = load_state(path, "teacher checkpoint")
-    check_dictionaries(state, task.source_dictionary, task.target_dictionary, path)
-    teacher = models.build_model(state["cfg"].model, task, from_checkpoint=True)
-    teacher.load_state_dict(state["model"], strict=True, model_cfg=state["cfg"].model)
-    teacher.eval()
-    teacher.requires_grad_(False)
-    logger.info("teacher %s: %d parameters", path, sum(p.numel() for p in teacher.parameters()))
-    return teacher
+    @property
+    def args(self):
+        return model_args(self.state)
+
+    @property
+    def decoder_layers(self):
+        return len({k.split(".")[2] for k in self.weights if k.startswith("decoder.layers.")})
+
+    def check_dictionaries(self, src_dict, tgt_dict, names=None):
+        """The teacher's embedding tables must have one row per dictionary entry of the data."""
+        sides = ("source", "target")
+        names = names or [f"this data-bin's {side} dictionary" for side in sides]
+        for side, stack, dictionary, name in zip(sides, ("encoder", "decoder"), (src_dict, tgt_dict), names):
+            key = f"{stack}.embed_tokens.weight"
+            rows = self.weights[key].shape[0] if key in self.weights else len(dictionary)
+            if rows != len(dictionary):
+                raise CheckpointError(
+                    f"teacher {self.path!r} was trained with a {side} dictionary of {rows} entries, but {name} has "
+                    f"{len(dictionary)}: not the teacher's dictionary. Binarize the data with the teacher's "
+                    "dictionaries: fairseq-preprocess --srcdict/--tgtdict <teacher data-bin>/dict.*.txt.")
+
+    def model(self, task):
+        """Built with fairseq's model registry, not `task.build_model`, so a task that wraps the models it
+        builds (weight_distillation) does not wrap its teacher."""
+        if self._model is None:
+            cfg = self.state["cfg"].model
+            teacher = models.build_model(cfg, task, from_checkpoint=True)
+            teacher.load_state_dict(self.weights, strict=True, model_cfg=cfg)
+            teacher.eval()
+            teacher.requires_grad_(False)
+            self.state["model"] = teacher.state_dict()  # the model's own tensors: one copy of the weights
+            logger.info("teacher %s: %d parameters", self.path, sum(p.numel() for p in teacher.parameters()))
+            self._model = teacher
+        return self._model
 
 
 def follow(teacher, student):

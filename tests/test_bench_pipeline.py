@@ -3,10 +3,15 @@ scripts, on the toy language."""
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
+import threading
+import time
 
-from utils import run, toy_pair
+import pytest
+
+from utils import BIN, run, toy_pair
 
 from fairseq import options
 from fairseq_wd.cli.pipeline import METHODS, Pipeline, get_parser
@@ -20,6 +25,10 @@ from fairseq import checkpoint_utils
 
 def test_bench_compares_fairseq_and_ctranslate2(data_bin, raw_dir, teacher, tmp_path):
     run("fairseq-wd-export", teacher, "--to", "ctranslate2", "--quantization", "none", "--output", tmp_path / "f32")
+    full = run("fairseq-wd-export", teacher, "--to", "ctranslate2", "--output", tmp_path / "int8",
+               disk_full_at=20_000, check=False)
+    assert full.returncode != 0 and "int8: File too large" in full.stderr
+    assert sorted(os.listdir(tmp_path)) == ["f32"], "no half-written model folder that a rerun would take as done"
     run("fairseq-wd-export", teacher, "--to", "ctranslate2", "--output", tmp_path / "int8")
     out = tmp_path / "bench"
     proc = run("fairseq-wd-bench", data_bin, "--model", f"teacher={teacher}", "--model", f"ct2={tmp_path / 'f32'}",
@@ -62,30 +71,46 @@ def test_bench_refuses_references_of_another_length(data_bin, raw_dir, teacher, 
     assert proc.returncode != 0 and "NAME=CHECKPOINT" in proc.stderr
 
 
-def test_pipeline_runs_every_student_and_resumes(tmp_path):
-    """A corpus with its own valid (TSV) and test (two files) sets, as WMT's newstest."""
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A corpus with its own valid (TSV) and test (two files) sets, as WMT's newstest: pipeline options."""
+    folder = tmp_path_factory.mktemp("corpus")
     rng = random.Random(7)
-    tsv, valid = tmp_path / "toy.tsv", tmp_path / "valid.tsv"
+    tsv, valid = folder / "toy.tsv", folder / "valid.tsv"
     tsv.write_text("".join("\t".join(toy_pair(rng)) + "\n" for _ in range(380)))
     valid.write_text("".join("\t".join(toy_pair(rng)) + "\n" for _ in range(10)))
     test = [toy_pair(rng) for _ in range(10)]
     for side, lang in enumerate(("src", "tgt")):
-        (tmp_path / f"test.{lang}").write_text("".join(pair[side] + "\n" for pair in test))
-    n = 20  # updates per student; WD: 10 + 10
-    args = ["--tsv", tsv, "--source-lang", "src", "--target-lang", "tgt", "--valid-tsv", valid,
-            "--test-source", tmp_path / "test.src", "--test-target", tmp_path / "test.tgt",
-            "--update-scale", str(n / BUDGETS["demo"].student_updates), "--bench-repeats", "1",
-            "--train-args=--max-tokens 600", "--methods", "wd,kd,layer-copy",
-            "--work-dir", tmp_path / "work"]
-    first = run("fairseq-wd-pipeline", *args, "--pack-teacher", tmp_path / "packed")
+        (folder / f"test.{lang}").write_text("".join(pair[side] + "\n" for pair in test))
+    return ["--tsv", tsv, "--source-lang", "src", "--target-lang", "tgt", "--valid-tsv", valid,
+            "--test-source", folder / "test.src", "--test-target", folder / "test.tgt",
+            "--update-scale", str(PIPELINE_UPDATES / BUDGETS["demo"].student_updates), "--bench-repeats", "1",
+            "--train-args=--max-tokens 600"]
+
+
+PIPELINE_UPDATES = 20  # per student; WD: 10 + 10
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(corpus, tmp_path_factory):
+    """The pipeline run once from start to end: (its work dir, its output)."""
+    folder = tmp_path_factory.mktemp("pipeline")
+    proc = run("fairseq-wd-pipeline", *corpus, "--methods", "wd,kd,layer-copy", "--work-dir", folder / "work",
+               "--pack-teacher", folder / "packed")
+    return folder, proc.stdout
+
+
+def test_pipeline_runs_every_student_and_resumes(corpus, uninterrupted):
+    tmp_path, stdout = uninterrupted
+    n = PIPELINE_UPDATES
     report = json.load(open(tmp_path / "work" / "bench" / "bench.json"))
     names = [m["name"] for m in report["models"]]
     assert names == ["teacher", "TINY KD (orig+teacher-out, CE)",
                      "TINY WD (orig+teacher-out, generator then CE)", "teacher, CTranslate2 int8",
                      "TINY KD (orig+teacher-out, CE), CTranslate2 int8",
                      "TINY WD (orig+teacher-out, generator then CE), CTranslate2 int8"]
-    assert "teacher layers cannot be copied" in first.stdout
-    assert (tmp_path / "work" / "raw" / "test.tgt").read_text() == (tmp_path / "test.tgt").read_text()
+    assert "teacher layers cannot be copied" in stdout
+    assert (tmp_path / "work" / "raw" / "test.tgt").read_text() == open(corpus[corpus.index("--test-target") + 1]).read()
     assert report["settings"]["sentences"] == 10
     assert all(m["size_ratio"] < 1 for m in report["models"][1:3])
     assert report["settings"]["max_len_a"] == 1.5 and report["settings"]["max_len_b"] == 10
@@ -107,11 +132,59 @@ def test_pipeline_runs_every_student_and_resumes(tmp_path):
     kd_bin = tmp_path / "work" / "kd-bin"
     os.remove(kd_bin / "done")  # as if killed after the teacher output's .bin, before its dictionaries
     os.remove(kd_bin / "dict.tgt.txt")
-    again = run("fairseq-wd-pipeline", *args)
+    again = run("fairseq-wd-pipeline", *corpus, "--methods", "wd,kd,layer-copy", "--work-dir", tmp_path / "work")
     assert "+ fairseq-train" not in again.stdout and again.stdout.count("done already") == 6
     assert "+ fairseq-wd-distill-data" in again.stdout and (kd_bin / "dict.tgt.txt").exists()
     assert os.path.exists(tmp_path / "work" / "ct2" / "wd" / "model.bin")
     assert (tmp_path / "work" / "results.md").read_text() == results
+
+
+# kill -9 of the pipeline and the command it runs (its process group), as a crash or the OOM killer:
+# once a line with the marker is printed and, for a training, once checkpoint_last.pt exists (a
+# mid-training resume, or one at --max-update before the step was marked done)
+KILLS = [("=== [1] corpus", None), ("+ fairseq-preprocess", None), ("/teacher ", "teacher"),
+         ("+ fairseq-wd-distill-data", None), ("/wd_phase1 ", "wd_phase1"), ("+ fairseq-wd-export", None),
+         ("/wd_phase2 ", "wd_phase2"), ("--to ctranslate2", None), ("+ fairseq-wd-bench", None)]
+
+
+def kill_during(args, marker, training=None):
+    """Runs the pipeline until `marker` (and `training`'s checkpoint_last.pt), then kills its process group."""
+    work = args[args.index("--work-dir") + 1]
+    proc = subprocess.Popen([os.path.join(BIN, "fairseq-wd-pipeline"), *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    seen, lines = threading.Event(), []
+
+    def read():  # drains the pipe, so that a command waiting to write does not stall
+        for line in proc.stdout:
+            lines.append(line)
+            if marker in line:
+                seen.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.time() + 600
+    while not (seen.is_set() and (training is None or os.path.exists(os.path.join(work, training, "checkpoint_last.pt")))):
+        assert proc.poll() is None and time.time() < deadline, f"no kill at {marker!r}:\n{''.join(lines)[-3000:]}"
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the step's work
+    os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, f"the pipeline ended before the kill at {marker!r}"
+    reader.join()
+
+
+def test_pipeline_killed_at_every_step_resumes_to_the_same_table(corpus, uninterrupted, tmp_path):
+    args = [*corpus, "--methods", "wd", "--work-dir", tmp_path / "work"]
+    for marker, training in KILLS:
+        kill_during(args, marker, training)
+    run("fairseq-wd-pipeline", *args)
+    bleu = {m["name"]: m["bleu"] for m in json.load(open(tmp_path / "work" / "bench" / "bench.json"))["models"]}
+    reference = json.load(open(uninterrupted[0] / "work" / "bench" / "bench.json"))["models"]
+    assert len(bleu) == 4 and bleu == {m["name"]: m["bleu"] for m in reference if m["name"] in bleu}
+    curves, reference = (json.load(open(folder / "work" / "bench" / "curves.json")) for folder in (tmp_path, uninterrupted[0]))
+    assert curves["teacher_valid_bleu"] == reference["teacher_valid_bleu"]
+    for row, points in curves["curves"].items():
+        assert points == reference["curves"][row], f"{row}: the killed run's validations differ"
 
 
 def test_pipeline_commands_of_every_method(tmp_path, monkeypatch):
@@ -143,15 +216,3 @@ def test_pipeline_refuses_unknown_methods(tmp_path):
     proc = run("fairseq-wd-pipeline", "--methods", "kd,wdd", "--work-dir", tmp_path, check=False)
     assert proc.returncode != 0 and "unknown ['wdd']" in proc.stderr and "pea-kd" in proc.stderr
     assert os.listdir(tmp_path) == []
-
-
-def test_pipeline_checks_the_given_teacher_first(teacher, tmp_path):
-    proc = run("fairseq-wd-pipeline", "--teacher", teacher, "--work-dir", tmp_path, check=False)
-    assert proc.returncode != 0 and "--teacher-dict" in proc.stderr
-    (tmp_path / "dict.txt").write_text("a 1\nb 1\n")
-    proc = run("fairseq-wd-pipeline", "--teacher", teacher, "--teacher-dict", tmp_path / "dict.txt",
-               "--teacher-spm", __file__, "--work-dir", tmp_path, check=False)
-    assert proc.returncode != 0 and "not the teacher's dictionary" in proc.stderr
-    proc = run("fairseq-wd-pipeline", "--source-lang", "ro", "--target-lang", "en", "--work-dir", tmp_path, check=False)
-    assert proc.returncode != 0 and "English-Romanian" in proc.stderr
-    assert not os.path.exists(tmp_path / "data-bin")

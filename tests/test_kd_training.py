@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from utils import STUDENT, TRAIN_FLAGS, USER_DIR, kd_train, run, valid_metric
+from utils import STUDENT, TRAIN_FLAGS, USER_DIR, kd_train, run, torchrun_every_rank, valid_metric
 
 import fairseq_wd  # noqa: F401
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
@@ -14,6 +14,7 @@ from fairseq.data import data_utils
 from fairseq.models.transformer import TransformerModel
 from fairseq import options, tasks
 from fairseq.tasks.translation import TranslationTask
+from fairseq_wd.cli import init_student
 from fairseq_wd.criterions.logit_kd import LogitKDCriterion
 
 def test_alpha_zero_equals_label_smoothed_cross_entropy(data_bin):
@@ -89,8 +90,12 @@ def test_distill_data_order_shards_resume_and_topk(data_bin, teacher, tmp_path):
 
 
 def test_offline_topk_trains_without_teacher(data_bin, teacher, tmp_path):
-    run("fairseq-wd-distill-data", data_bin, "--path", teacher, "--gen-subset", "train", "--beam", "1",
-        "--batch-size", "64", "--cpu", "--dest", tmp_path / "kd", "--save-topk", "4")
+    distill = ["fairseq-wd-distill-data", data_bin, "--path", teacher, "--gen-subset", "train", "--beam", "1",
+               "--batch-size", "64", "--cpu", "--dest", tmp_path / "kd", "--save-topk", "4", "--chunk-size", "300"]
+    full = run(*distill, disk_full_at=20_000, check=False)
+    assert full.returncode != 0 and "train.000000.pt: File too large. Free disk space" in full.stderr
+    assert os.listdir(tmp_path / "kd" / "chunks") == [], "no half-written chunk that a rerun would take as done"
+    run(*distill)  # the disk has room again
     proc = kd_train(tmp_path / "kd", tmp_path / "ckpt", "--criterion", "logit_kd", updates=2)
     assert "offline KD" in proc.stdout + proc.stderr and "kd_loss" in proc.stdout
     # Stored top-K carries the teacher's logits, not its hidden states: pkd must still run the teacher
@@ -121,22 +126,11 @@ def test_init_student_copies_teacher_layers(teacher, tmp_path):
     assert torch.equal(s["model"]["encoder.layers.0.fc1.weight"], t["encoder.layers.1.fc1.weight"])
     assert torch.equal(s["model"]["decoder.layers.0.fc2.weight"], t["decoder.layers.0.fc2.weight"])
     assert torch.equal(s["model"]["decoder.output_projection.weight"], t["decoder.output_projection.weight"])
-    again = run("fairseq-wd-init-student", "--teacher-path", teacher, "--arch", "wd_transformer_small",
-                "--output", out, check=False)
-    assert again.returncode != 0 and "exists" in again.stderr
-    narrow = run("fairseq-wd-init-student", "--teacher-path", teacher, "--arch", "wd_transformer_tiny",
-                 "--encoder-layers", "2", "--output", tmp_path / "tiny.pt", check=False)
-    assert narrow.returncode != 0 and "Weight Distillation" in narrow.stderr
-
-
-def torchrun_every_rank(save_dir, port, *args):
-    """2-process gloo fairseq-train; returns the two ranks' {model, criterion} weights at the end and the log."""
-    log = run("torchrun", "--nproc_per_node", "2", "--master_port", port,
-              os.path.join(os.path.dirname(__file__), "fairseq_train_every_rank.py"), *args, "--save-dir", save_dir,
-              "--distributed-world-size", "2", "--distributed-backend", "gloo")
-    text = log.stdout + log.stderr
-    assert "distributed init (rank 1)" in text and "done training" in text
-    return [torch.load(os.path.join(save_dir, f"rank{r}.pt"), weights_only=True) for r in (0, 1)], text
+    for argv, message in ((["--arch", "wd_transformer_small", "--output", out], "exists"),
+                          (["--arch", "wd_transformer_tiny", "--encoder-layers", "2", "--output", tmp_path / "tiny.pt"],
+                           "Weight Distillation")):
+        with pytest.raises(SystemExit, match=message):  # the command's own refusal, in this process
+            init_student.main(["--teacher-path", str(teacher), *map(str, argv)])
 
 
 def test_two_process_gloo_pkd_keeps_the_projection_in_sync(data_bin, teacher, tmp_path):

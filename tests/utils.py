@@ -2,6 +2,8 @@
 import os
 import random
 import re
+import resource
+import signal
 import subprocess
 import sys
 
@@ -25,14 +27,19 @@ TRAIN_FLAGS = [
 ]
 
 
-def run(cmd, *args, env=None, check=True):
-    """Runs a console script of this venv (fairseq-train, fairseq-wd-...) and returns its output."""
+def run(cmd, *args, env=None, check=True, disk_full_at=None):
+    """Runs a console script of this venv (fairseq-train, fairseq-wd-...) and returns its output.
+    `disk_full_at`: bytes after which every file write fails, as on a full disk (EFBIG, not ENOSPC)."""
     exe = os.path.join(BIN, cmd)
     full_env = dict(os.environ, PYTHONUNBUFFERED="1")
     full_env.update(env or {})
-    proc = subprocess.run(
-        [exe, *map(str, args)], capture_output=True, text=True, env=full_env, cwd=REPO
-    )
+
+    def fill_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (disk_full_at, resource.RLIM_INFINITY))
+
+    proc = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=full_env, cwd=REPO,
+                          preexec_fn=fill_disk if disk_full_at else None)
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc
@@ -89,3 +96,13 @@ def kd_train(data, save_dir, *extra, updates=4, **kwargs):
 
 def valid_metric(log, name):
     return [float(v) for v in re.findall(rf"\| valid on 'valid' subset .*?\| {name} ([\d.]+)", log)]
+
+
+def torchrun_every_rank(save_dir, port, *args):
+    """2-process gloo fairseq-train; returns the two ranks' {model, criterion} weights at the end and the log."""
+    log = run("torchrun", "--nproc_per_node", "2", "--master_port", port,
+              os.path.join(REPO, "tests", "fairseq_train_every_rank.py"), *args, "--save-dir", save_dir,
+              "--distributed-world-size", "2", "--distributed-backend", "gloo")
+    text = log.stdout + log.stderr
+    assert "distributed init (rank 1)" in text and "done training" in text
+    return [torch.load(os.path.join(save_dir, f"rank{r}.pt"), weights_only=True) for r in (0, 1)], text

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -25,9 +26,9 @@ from fairseq import checkpoint_utils, options, tasks, utils
 from fairseq.data import data_utils, indexed_dataset
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-from ..checkpoints import load_state
+from ..checkpoints import DISK_ERRORS, OutputError, save_whole
 from ..datasets.teacher_topk import topk_paths
-from ..teacher import check_dictionaries
+from ..teacher import Teacher
 
 logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, stream=sys.stdout)
 logger = logging.getLogger("fairseq_wd.distill_data")
@@ -114,6 +115,18 @@ def copy_dictionaries_and_eval_splits(data, dest, subset):
 
 def main(argv=None):
     args = options.parse_args_and_arch(get_parser(), argv)
+    try:
+        distill(args)
+    except OutputError as e:
+        sys.exit(f"fairseq-wd-distill-data: {e}; finished chunks are kept")
+    except OSError as e:
+        if e.errno not in DISK_ERRORS:
+            raise
+        sys.exit(f"fairseq-wd-distill-data: cannot write in {args.dest}: {e.strerror}. Free disk space or make "
+                 "--dest writable, then rerun: finished chunks are kept, the data-bin is written again")
+
+
+def distill(args):
     if args.path is None:
         sys.exit("fairseq-wd-distill-data: --path TEACHER.pt is required")
     if not 0 <= args.shard_id < args.num_shards:  # fairseq's own --num-shards/--shard-id
@@ -124,8 +137,7 @@ def main(argv=None):
     subset = cfg.dataset.gen_subset
 
     task = tasks.setup_task(cfg.task)
-    check_dictionaries(load_state(args.path, "teacher checkpoint"), task.source_dictionary,
-                       task.target_dictionary, args.path)
+    Teacher(args.path).check_dictionaries(task.source_dictionary, task.target_dictionary)
     task.load_dataset(subset)
     dataset = task.dataset(subset)
     src, tgt = task.cfg.source_lang, task.cfg.target_lang
@@ -137,6 +149,8 @@ def main(argv=None):
     n = len(dataset)
     n_chunks = (n + args.chunk_size - 1) // args.chunk_size
     os.makedirs(os.path.join(args.dest, "chunks"), exist_ok=True)
+    with tempfile.TemporaryFile(dir=args.dest):  # a read-only --dest fails here, before the teacher decodes
+        pass
     mine = [c for c in range(n_chunks) if c % args.num_shards == args.shard_id]
     todo = [c for c in mine if not os.path.exists(chunk_path(args.dest, subset, c))]
     logger.info("%s: %d sentences, %d chunks; shard %d/%d has %d, %d already done",
@@ -155,9 +169,7 @@ def main(argv=None):
         for done, c in enumerate(todo, 1):
             ids = list(range(c * args.chunk_size, min(n, (c + 1) * args.chunk_size)))
             result = decode_chunk(ids, dataset, task, models, generator, cfg, use_cuda, args.save_topk)
-            tmp = chunk_path(args.dest, subset, c) + ".tmp"
-            torch.save(result, tmp)
-            os.replace(tmp, chunk_path(args.dest, subset, c))
+            save_whole(result, chunk_path(args.dest, subset, c))
             decoded += len(ids)
             logger.info("chunk %d done (%d/%d of this shard, %.1f sentences/s)", c, done, len(todo),
                         decoded / (time.time() - start))

@@ -20,22 +20,27 @@ from fairseq.tasks.translation import TranslationConfig
 
 import fairseq_wd  # noqa: F401  (registers the task and model)
 
-from ..checkpoints import CheckpointError, load_state, model_args, save_plain_transformer
+from ..checkpoints import CheckpointError, OutputError, load_state, model_args, save_plain_transformer
 from ..deploy import ct2
 from ..models.sps_transformer import unrolled
 from ..modules.weight_plan import format_plan
 
 
-def load_phase1(path, teacher_path=None, data=None):
-    """(WeightDistillationModel in float32 eval mode, the checkpoint's state)."""
-    state = load_state(path, "phase-1 checkpoint")
+def read(path, teacher_path=None, data=None):
+    """A checkpoint's state, read once, with a moved teacher or data-bin given anew."""
+    overrides = {k: v for k, v in (("teacher_path", teacher_path), ("data", data)) if v}
+    return load_state(path, "checkpoint to export", overrides)
+
+
+def load_phase1(path, state=None):
+    """The WeightDistillationModel of a phase-1 checkpoint (its `state`, if read already) in float32 eval mode."""
+    state = state or read(path)
     task_cfg = state["cfg"]["task"]
     if task_cfg.get("_name") != "weight_distillation":
         raise CheckpointError(f"{path} was trained with --task {task_cfg.get('_name')}, not weight_distillation: "
                               "only WD phase-1 checkpoints need exporting")
-    overrides = {k: v for k, v in (("teacher_path", teacher_path), ("data", data)) if v}
-    models, _, _ = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides)
-    return models[0].float().eval(), state
+    models, _, _ = checkpoint_utils.load_model_ensemble_and_task([path], state=state)
+    return models[0].float().eval()
 
 
 def translation_config(task_cfg):
@@ -49,9 +54,9 @@ def translation_config(task_cfg):
 def model_for_export(path, teacher_path=None, data=None):
     """(state dict, model args, task config) of any plugin checkpoint as a plain Transformer: a WD
     phase-1 one is materialised, an SPS one unrolled."""
-    state = load_state(path)
+    state = read(path, teacher_path, data)
     if state["cfg"]["task"].get("_name") == "weight_distillation":
-        model, state = load_phase1(path, teacher_path, data)
+        model = load_phase1(path, state)
         return model.materialize_().state_dict(), model_args(state), state["cfg"]["task"]
     weights, args = unrolled(state["model"], model_args(state))
     return weights, args, state["cfg"]["task"]
@@ -94,17 +99,22 @@ def main(argv=None):
             p.error("--to ctranslate2 needs --output FOLDER")
         try:
             return to_ctranslate2(a)
-        except (CheckpointError, ct2.DeployError, ValueError, FileNotFoundError) as e:
+        except (CheckpointError, ct2.DeployError, OutputError, ValueError, FileNotFoundError) as e:
             sys.exit(f"fairseq-wd-export: {e}")
     try:
-        model, state = load_phase1(a.checkpoint, a.teacher_path, a.data)
+        state = read(a.checkpoint, a.teacher_path, a.data)
+        model = load_phase1(a.checkpoint, state)
     except (CheckpointError, ValueError, FileNotFoundError) as e:
         sys.exit(f"fairseq-wd-export: {e}")
     if a.show_plan:
         print(format_plan(model.plan))
     if a.output:
         student = model.materialize_()
-        save_plain_transformer(a.output, student.state_dict(), model_args(state), translation_config(state["cfg"]["task"]))
+        try:
+            save_plain_transformer(a.output, student.state_dict(), model_args(state),
+                                   translation_config(state["cfg"]["task"]))
+        except OutputError as e:
+            sys.exit(f"fairseq-wd-export: {e}")
         print(f"wrote {a.output}: {sum(p.numel() for p in student.parameters())} parameters, "
               f"fairseq transformer (no --user-dir needed)")
 

@@ -32,10 +32,11 @@ import time
 
 import torch
 
-from ..checkpoints import CheckpointError, load_state, model_args, save_plain_transformer
+from ..checkpoints import DISK_ERRORS, CheckpointError, load_state, model_args, save_plain_transformer
 from ..deploy import ct2
 from ..pipeline import corpus, curves
 from ..pipeline.budgets import BUDGETS
+from ..teacher import Teacher
 
 # --methods, in table order, and the rows each adds: after the student's name, the training data and the loss.
 METHODS = {
@@ -144,17 +145,23 @@ class Pipeline:
         print(f"\n=== [{self.step_no}] {title} ({time.strftime('%H:%M:%S')}) ===", flush=True)
 
     def sh(self, *cmd, log=None):
-        """Runs a command; with `log`, its output is also appended to that file (learning curves)."""
+        """Runs a command; with `log`, the command appends its output to that file itself (the learning
+        curves: a kill of the pipeline loses none of it) and the pipeline shows it as it grows."""
         print("+", " ".join(map(str, cmd)), flush=True)
         exe = os.path.join(BIN, cmd[0])
         argv = [exe if os.path.exists(exe) else cmd[0], *map(str, cmd[1:])]
         if log is None:
             subprocess.run(argv, check=True)
             return
-        with open(log, "a", encoding="utf-8") as f, subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as proc:
-            for line in proc.stdout:
-                sys.stdout.write(line)
-                f.write(line)
+        with open(log, "ab") as out, open(log, "rb") as shown:
+            shown.seek(0, os.SEEK_END)
+            proc = subprocess.Popen(argv, stdout=out, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            while proc.poll() is None:
+                sys.stdout.buffer.write(shown.read())
+                sys.stdout.flush()
+                time.sleep(0.2)
+            sys.stdout.buffer.write(shown.read())
+            sys.stdout.flush()
         if proc.returncode:
             raise subprocess.CalledProcessError(proc.returncode, argv)
 
@@ -201,8 +208,7 @@ class Pipeline:
             if not a.teacher:
                 return None
             bundle = (a.teacher, None, None)
-            dictionaries = {"encoder": os.path.join(self.data_bin, f"dict.{self.src}.txt"),
-                            "decoder": os.path.join(self.data_bin, f"dict.{self.tgt}.txt")}
+            dictionaries = [os.path.join(self.data_bin, f"dict.{lang}.txt") for lang in (self.src, self.tgt)]
         else:
             if a.teacher:
                 folder = os.path.dirname(os.path.abspath(a.teacher))
@@ -217,16 +223,11 @@ class Pipeline:
                     raise CheckpointError(f"{what}: {path} not found. A given teacher needs the dictionary and the "
                                           "sentencepiece model its data was made with (--teacher-dict, --teacher-spm), "
                                           "or its binarized data (--data-bin).")
-            dictionaries = {"encoder": bundle[1], "decoder": bundle[1]}
+            dictionaries = [bundle[1], bundle[1]]
         from fairseq.data import Dictionary
 
-        model = load_state(bundle[0], "teacher checkpoint")["model"]
-        self.given_teacher_layers = len({k.split(".")[2] for k in model if k.startswith("decoder.layers.")})
-        for side, path in dictionaries.items():
-            rows, entries = model[f"{side}.embed_tokens.weight"].shape[0], len(Dictionary.load(path))
-            if rows != entries:
-                raise CheckpointError(f"teacher {bundle[0]} has {rows} {side} embedding rows but {path} has {entries} "
-                                      "entries: not the teacher's dictionary")
+        self.given_teacher = Teacher(bundle[0])
+        self.given_teacher.check_dictionaries(*(Dictionary.load(path) for path in dictionaries), names=dictionaries)
         return bundle
 
     def check_wd_depths(self, bundle):
@@ -235,7 +236,7 @@ class Pipeline:
         if "wd" not in self.methods:
             return
         if bundle:
-            teacher = self.given_teacher_layers
+            teacher = self.given_teacher.decoder_layers
         else:
             teacher = decoder_layers([*self.budget.teacher, *shlex.split(self.args.teacher_args)])
         student = STUDENT_DECODER_LAYERS[self.args.student]
@@ -436,12 +437,9 @@ class Pipeline:
         exported = {}
         for folder, name in [("teacher", "teacher"), *((m, self.row(m)) for m in CT2_ROWS if m in self.methods)]:
             out = self.path("ct2", folder)
-            if not os.path.exists(out):  # written aside and renamed: a killed export is redone
-                partial = out + ".partial"
-                shutil.rmtree(partial, ignore_errors=True)
+            if not os.path.exists(out):  # written aside and renamed by the export: a folder that exists is whole
                 self.sh("fairseq-wd-export", models[name], "--to", "ctranslate2", "--quantization", "int8",
-                        "--data", self.data_bin, "--output", partial)
-                os.rename(partial, out)
+                        "--data", self.data_bin, "--output", out)
             exported[f"{name}, CTranslate2 int8"] = out
         return exported
 
@@ -507,7 +505,7 @@ class Pipeline:
         self.check_wd_depths(bundle)
         self.prepare(bundle)
         teacher = self.teacher(bundle)
-        self.student_encoder = teacher_encoder_flags(teacher)
+        self.student_encoder = teacher_encoder_flags(self.given_teacher if bundle else Teacher(teacher))
         kd_bin = self.teacher_output(teacher)
         models = {"teacher": teacher, **self.students(teacher, kd_bin)}
         models.update(self.ctranslate2(models))
@@ -529,9 +527,9 @@ KEPT = ("encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_layers", "encoder
 KEPT_SWITCHES = ("encoder_normalize_before", "decoder_normalize_before", "share_decoder_input_output_embed")
 
 
-def teacher_encoder_flags(checkpoint):
+def teacher_encoder_flags(teacher):
     """fairseq-train flags that give a student its teacher's encoder (a given teacher of any size)."""
-    args = model_args(load_state(checkpoint, "teacher checkpoint"))
+    args = teacher.args
     return ([f"--{k.replace('_', '-')}={getattr(args, k)}" for k in KEPT if getattr(args, k, None) is not None]
             + [f"--{k.replace('_', '-')}" for k in KEPT_SWITCHES if getattr(args, k, False)])
 
@@ -577,6 +575,11 @@ def main(argv=None):
         Pipeline(args).run()
     except (CheckpointError, corpus.CorpusError) as e:
         sys.exit(f"fairseq-wd-pipeline: error: {e}")
+    except OSError as e:
+        if e.errno not in DISK_ERRORS:
+            raise
+        sys.exit(f"fairseq-wd-pipeline: error: cannot write in {args.work_dir}: {e}. Free disk space or choose a "
+                 "writable --work-dir, then rerun the same command: finished steps are skipped")
     except subprocess.CalledProcessError as e:
         sys.exit(f"fairseq-wd-pipeline: step failed ({' '.join(map(str, e.cmd[:2]))} ...); "
                  "fix the cause and rerun the same command: finished steps are skipped")

@@ -33,6 +33,11 @@ def check_kd_options(alpha, temperature, topk):
         raise ValueError(f"--kd-topk must be >= 0 (0 = full vocabulary), got {topk}")
 
 
+def task_has_teacher(task):
+    """The task-criterion contract: a distillation task says whether it has a teacher."""
+    return getattr(task, "has_teacher", lambda: False)()
+
+
 @register_criterion("logit_kd", dataclass=LogitKDConfig)
 class LogitKDCriterion(LabelSmoothedCrossEntropyCriterion):
     def __init__(self, task, sentence_avg, label_smoothing, kd_alpha, kd_temperature, kd_topk,
@@ -64,8 +69,7 @@ class LogitKDCriterion(LabelSmoothedCrossEntropyCriterion):
     def has_teacher_signal(self, model, sample):
         """Stored top-K in the batch, or a teacher on the task. Validation on a split without either
         (offline KD) reports plain label-smoothed CE; training without either is an error."""
-        teacher_path = getattr(getattr(self.task, "cfg", None), "teacher_path", None)
-        if "teacher_topk_idx" in sample or teacher_path or getattr(self.task, "teacher", None) is not None:
+        if "teacher_topk_idx" in sample or task_has_teacher(self.task):
             return True
         if model.training:
             raise ValueError(f"--criterion {self.__class__.__name__}: no teacher. Pass --task distillation "

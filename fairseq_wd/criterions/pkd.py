@@ -16,7 +16,7 @@ from fairseq.criterions import register_criterion
 from ..models.sps_transformer import effective_encoder_layers
 from ..modules.hidden_states import encoder_output_of, layer_states
 from .kd_loss import patient_loss
-from .logit_kd import LogitKDConfig, LogitKDCriterion
+from .logit_kd import LogitKDConfig, LogitKDCriterion, task_has_teacher
 from .own_state import LoadsOnlyOwnState
 
 
@@ -72,7 +72,7 @@ class PKDCriterion(LoadsOnlyOwnState, LogitKDCriterion):
             self.setup_maps(task, pkd_encoder_map, pkd_decoder_map)
 
     def setup_maps(self, task, pkd_encoder_map, pkd_decoder_map):
-        if not hasattr(task, "get_teacher") or task.student_args is None:
+        if not task_has_teacher(task) or task.student_args is None:
             raise ValueError("the Patient-KD term needs --task distillation (or weight_distillation) with --teacher-path")
         teacher, student = task.get_teacher(), task.student_args
         for stack, spec in (("encoder", pkd_encoder_map), ("decoder", pkd_decoder_map)):

@@ -21,6 +21,7 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
+from .logit_kd import task_has_teacher
 from .own_state import LoadsOnlyOwnState
 
 N_LABELS = 4
@@ -52,7 +53,7 @@ class PTPCriterion(LoadsOnlyOwnState, FairseqCriterion):
         for name, t in (("correct", ptp_correct_threshold), ("wrong", ptp_wrong_threshold)):
             if not 0.0 < t < 1.0:
                 raise ValueError(f"--ptp-{name}-threshold must be in (0, 1), got {t}")
-        if getattr(task, "student_args", None) is None or not task.cfg.teacher_path:
+        if getattr(task, "student_args", None) is None or not task_has_teacher(task):
             raise ValueError("--criterion ptp labels tokens with the teacher's predictions: use "
                              "--task distillation --teacher-path TEACHER.pt")
         self.thresholds = (ptp_correct_threshold, ptp_wrong_threshold)

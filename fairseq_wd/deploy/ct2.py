@@ -6,12 +6,15 @@ So the model is handed over as a plain `transformer` checkpoint in that legacy l
 """
 import argparse
 import os
+import shutil
 import tempfile
 import time
 
 import torch
 from fairseq.models.transformer.transformer_legacy import base_architecture
 from omegaconf import OmegaConf
+
+from ..checkpoints import output_error
 
 QUANTIZATIONS = ("int8", "int8_float16", "int8_float32", "float16", "float32", "none")
 
@@ -34,7 +37,8 @@ def is_model_dir(path):
 
 
 def convert(model_state, args, data, source_lang, target_lang, output_dir, quantization="int8"):
-    """Writes a CTranslate2 model folder. `args`: the model's Namespace (any registered arch)."""
+    """Writes a CTranslate2 model folder, aside and then renamed: a folder that exists is complete.
+    `args`: the model's Namespace (any registered arch)."""
     ctranslate2 = require()
     if os.path.exists(output_dir):
         raise DeployError(f"{output_dir} exists; choose another --output")
@@ -47,12 +51,20 @@ def convert(model_state, args, data, source_lang, target_lang, output_dir, quant
     base_architecture(legacy)
     legacy.arch, legacy.task, legacy.data = "transformer", "translation", data
     legacy.source_lang, legacy.target_lang = source_lang, target_lang
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.pt")
-        torch.save({"args": legacy, "model": {k: v.float() for k, v in model_state.items()}}, path)
-        converter = ctranslate2.converters.FairseqConverter(path, data, source_lang=source_lang,
-                                                             target_lang=target_lang)
-        converter.convert(output_dir, quantization=None if quantization == "none" else quantization)
+    partial = output_dir.rstrip(os.sep) + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)  # left by a killed run
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "model.pt")
+            with open(path, "wb") as f:  # a file object: a failed write raises the system's reason
+                torch.save({"args": legacy, "model": {k: v.float() for k, v in model_state.items()}}, f)
+            converter = ctranslate2.converters.FairseqConverter(path, data, source_lang=source_lang,
+                                                                 target_lang=target_lang)
+            converter.convert(partial, quantization=None if quantization == "none" else quantization)
+        os.rename(partial, output_dir)
+    except Exception as e:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise (output_error(output_dir, e) or e) from e
     return output_dir
 
 

@@ -1,9 +1,13 @@
 """`--task distillation`: translation that knows its teacher.
 
-The teacher lives on the task, not in the student: loaded once when the student is built for
-training, in eval mode without gradients, moved lazily to the student's device and dtype. It is
-therefore never saved in student checkpoints, never wrapped by DDP, and never loaded at generate
+The teacher lives on the task, not in the student: read once (`task.teacher`, a `Teacher`) and checked
+against the dictionaries when the student is built for training; its model is built in eval mode
+without gradients when a criterion first needs it, and moved lazily to the student's device and dtype.
+It is therefore never saved in student checkpoints, never wrapped by DDP, and never loaded at generate
 time (`build_model(from_checkpoint=True)`).
+
+What a criterion may use: `has_teacher()`, `teacher` (weights, config), `get_teacher()` (the model),
+`teacher_output(...)`, and `student_args` (the student's model config, set when it is built).
 """
 import logging
 import os
@@ -17,7 +21,7 @@ from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask, load_langpair_dataset
 
 from ..datasets.teacher_topk import TeacherTopKDataset, has_topk
-from ..teacher import load_teacher, teacher_forward
+from ..teacher import Teacher, teacher_forward
 
 logger = logging.getLogger(__name__)
 
@@ -40,28 +44,34 @@ class DistillationConfig(TranslationConfig):
 class DistillationTask(TranslationTask):
     cfg: DistillationConfig
 
-    # Load the teacher model while building the student, so a bad teacher fails before training.
-    teacher_at_build = True
-
     def __init__(self, cfg, src_dict, tgt_dict):
         super().__init__(cfg, src_dict, tgt_dict)
-        self.teacher = None
+        self._teacher = None
         self.student_args = None
 
     def build_model(self, cfg, from_checkpoint=False):
+        if not from_checkpoint and self.has_teacher():  # a wrong or mismatched teacher fails here, before training
+            logger.info("teacher %s: matches the data's dictionaries", self.teacher.path)
         model = super().build_model(cfg, from_checkpoint)
         if not from_checkpoint:
             self.student_args = cfg
-            if self.cfg.teacher_path and self.teacher_at_build:
-                self.get_teacher()
         return model
 
-    def get_teacher(self):
-        if self.teacher is None:
-            if not self.cfg.teacher_path:
+    def has_teacher(self):
+        return bool(self.cfg.teacher_path)
+
+    @property
+    def teacher(self):
+        """The --teacher-path checkpoint, read and checked against the data's dictionaries on first use."""
+        if self._teacher is None:
+            if not self.has_teacher():
                 raise ValueError("this criterion needs a teacher: pass --teacher-path TEACHER.pt")
-            self.teacher = load_teacher(self.cfg.teacher_path, self)
-        return self.teacher
+            self._teacher = Teacher(self.cfg.teacher_path)
+            self._teacher.check_dictionaries(self.source_dictionary, self.target_dictionary)
+        return self._teacher
+
+    def get_teacher(self):
+        return self.teacher.model(self)
 
     def teacher_output(self, student, net_input, **kwargs):
         return teacher_forward(self.get_teacher(), student, net_input, **kwargs)

@@ -2,18 +2,18 @@
 
 `--arch` names the student (e.g. wd_transformer_tiny); `--teacher-path` the teacher whose weights
 the generator transforms. Everything of `distillation` applies (`--extra-train-data` for the released
-recipe's original + teacher-output data). The teacher *model* (for optional KD terms of the
-`weight_distillation` criterion) is only built when a criterion asks for it.
+recipe's original + teacher-output data). The generator takes the teacher's weights; the teacher
+*model* (for optional KD terms of the `weight_distillation` criterion) is built from the same read of
+the checkpoint, only when the criterion asks for it.
 """
 from dataclasses import dataclass, field
 
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 
-from ..checkpoints import CheckpointError, load_state
+from ..checkpoints import CheckpointError
 from ..models.sps_transformer import sps_reused_layers
 from ..models.weight_distillation import WeightDistillationModel
-from ..teacher import check_dictionaries
 from .distillation import DistillationConfig, DistillationTask
 
 
@@ -31,19 +31,16 @@ class WeightDistillationConfig(DistillationConfig):
 class WeightDistillationTask(DistillationTask):
     cfg: WeightDistillationConfig
 
-    teacher_at_build = False  # the generator needs the teacher's weights, not a teacher model
-
     def build_model(self, cfg, from_checkpoint=False):
         if not self.cfg.teacher_path:
             raise CheckpointError("--task weight_distillation needs --teacher-path TEACHER.pt")
         if sps_reused_layers(cfg):
             raise ValueError(f"--arch {cfg.arch}: Weight Distillation generates a plain student, and its export "
                              "would drop the shared second pass; use a wd_transformer_* arch (or --sps-reuse none)")
-        state = load_state(self.cfg.teacher_path, "teacher checkpoint")
-        check_dictionaries(state, self.source_dictionary, self.target_dictionary, self.cfg.teacher_path)
         # The student, built as usual (BLEU validation's generator runs it once materialized).
         student = super().build_model(cfg, from_checkpoint)
-        return WeightDistillationModel(student, state["model"], not self.cfg.wd_separate_transforms, str(self.cfg.wd_init))
+        return WeightDistillationModel(student, self.teacher.weights, not self.cfg.wd_separate_transforms,
+                                       str(self.cfg.wd_init))
 
     def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
         for m in models:
