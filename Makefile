@@ -14,7 +14,7 @@ PIP := $(BIN)/python -m pip
 # installed without their declared dependencies, which are listed here instead (torchaudio left out).
 FAIRSEQ := fairseq-fixed==0.12.3.1
 DEPS := cffi cython hydra-core==1.3.2 omegaconf==2.3.0 "numpy>=1.21.3" regex "sacrebleu>=2.0" \
-	tqdm bitarray scikit-learn packaging setuptools wheel sentencepiece matplotlib ctranslate2 pytest
+	tqdm bitarray scikit-learn packaging setuptools wheel sentencepiece matplotlib ctranslate2 pytest pytest-xdist
 
 .PHONY: install test demo clean
 
@@ -30,8 +30,10 @@ $(VENV)/.installed: setup.py Makefile
 	$(BIN)/python -c "import fairseq_wd, torch; print('fairseq-wd ready, torch', torch.__version__)"
 	touch $@
 
+# Two test processes (one thread each), a test file per process: most of a test's time is starting
+# fairseq commands, which one core does as well as two. TEST_ARGS: more pytest options.
 test: install
-	$(BIN)/python -m pytest -q tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10 tests $(TEST_ARGS)
 
 demo: install
 	$(BIN)/fairseq-wd-pipeline --work-dir demo

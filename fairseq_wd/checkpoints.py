@@ -28,10 +28,11 @@ class OutputError(OSError):
 def output_error(path, error):
     """`error` as an OutputError naming `path` and the system's reason when an OSError caused it (torch
     hides it behind a RuntimeError), else None: a failure that is not the disk's."""
-    cause = error
-    while cause is not None and not isinstance(cause, OSError):
+    cause, seen = error, set()
+    while cause is not None and not isinstance(cause, OSError) and id(cause) not in seen:
+        seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
-    if cause is None:
+    if not isinstance(cause, OSError) or cause.errno not in DISK_ERRORS:
         return None
     return OutputError(f"cannot write {path}: {cause.strerror or cause}. Free disk space or choose a writable "
                        "folder, then rerun: nothing half-written was kept")
@@ -48,7 +49,10 @@ def save_whole(obj, path):
     except Exception as e:
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        raise (output_error(path, e) or e) from e
+        error = output_error(path, e)
+        if error is None:
+            raise
+        raise error from e
 
 
 def load_state(path, what="checkpoint", arg_overrides=None):

@@ -217,6 +217,9 @@ def stop_at_max_update():
     training, or a pipeline killed between fairseq-train's last save and its own completion mark,
     changes the model. We stop before the first step when the limit is reached."""
     train_module = sys.modules.get("fairseq_cli.train")  # loaded by fairseq-train and fairseq-hydra-train
+    main = sys.modules.get("__main__")
+    if train_module is None and getattr(getattr(main, "__spec__", None), "name", None) == "fairseq_cli.train":
+        train_module = main  # python -m fairseq_cli.train
     if train_module is None or getattr(train_module.train, "_fairseq_wd_stops", False):
         return False
     original = train_module.train
@@ -238,7 +241,8 @@ def resume_with_the_same_batches():
     and orders the sentences within a length with `numpy_seed(seed + epoch)`. An uninterrupted run builds it
     at epoch 1 and reuses it; a run resumed from an epoch's checkpoint builds it at that epoch, so it trains
     on differently composed batches from there on (a killed run does not continue as it would have). We
-    build the batches as at epoch 1 wherever fairseq reuses them across epochs."""
+    build the batches as at epoch 1 wherever fairseq reuses them across epochs. Not covered:
+    --update-ordered-indices-seed, where fairseq passes an epoch-dependent seed itself."""
     from fairseq.tasks.fairseq_task import FairseqTask
 
     original = FairseqTask.get_batch_iterator

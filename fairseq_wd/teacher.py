@@ -12,16 +12,18 @@ logger = logging.getLogger(__name__)
 
 class Teacher:
     """A teacher checkpoint: its weights and config, and its model built on first use (eval mode, no
-    gradients). The model takes over the weights, so they are held once."""
+    gradients). The optimizer state is dropped on reading, and the model takes over the weights, so
+    they are held once."""
 
     def __init__(self, path):
         self.path = path
         self.state = load_state(path, "teacher checkpoint")
+        self.state.pop("last_optimizer_state", None)
         self._model = None
 
     @property
     def weights(self):
-        return self.state["model"]
+        return self.state["model"] if self._model is None else self._model.state_dict()
 
     @property
     def args(self):
@@ -53,7 +55,7 @@ class Teacher:
             teacher.load_state_dict(self.weights, strict=True, model_cfg=cfg)
             teacher.eval()
             teacher.requires_grad_(False)
-            self.state["model"] = teacher.state_dict()  # the model's own tensors: one copy of the weights
+            self.state["model"] = None  # `weights` now reads the model's own tensors
             logger.info("teacher %s: %d parameters", self.path, sum(p.numel() for p in teacher.parameters()))
             self._model = teacher
         return self._model

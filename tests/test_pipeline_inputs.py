@@ -37,21 +37,21 @@ def test_pipeline_from_a_bpe_data_bin_and_a_given_teacher(tmp_path):
     reference = tmp_path / "test.raw.tgt"
     work = tmp_path / "work"
     proc = run("fairseq-wd-pipeline", "--data-bin", data_bin, "--teacher", teacher, "--post-process", "subword_nmt",
-               "--references", reference, "--references", reference, "--methods", "kd", "--update-scale", "0.02",
+               "--references", reference, "--references", reference, "--methods", "wd", "--update-scale", "0.02",
                "--bench-repeats", "1", "--train-args=--max-tokens 600", "--work-dir", work)
     assert "the given data-bin" in proc.stdout and not os.path.exists(work / "data-bin")
     report = json.load(open(work / "bench" / "bench.json"))
     rows = {m["name"]: m for m in report["models"]}
-    assert list(rows) == ["teacher", "TINY KD (orig+teacher-out, CE)", "teacher, CTranslate2 int8",
-                          "TINY KD (orig+teacher-out, CE), CTranslate2 int8"]
+    assert list(rows) == ["teacher", "TINY WD (orig+teacher-out, generator then CE)", "teacher, CTranslate2 int8",
+                          "TINY WD (orig+teacher-out, generator then CE), CTranslate2 int8"]
     assert "nrefs:2" in report["settings"]["sacrebleu"] and report["settings"]["sentences"] == 20
     for name in rows:
         assert "@@" not in (work / "bench" / f"{name}.hyp").read_text(), f"{name}: BPE removed before BLEU"
     assert rows["teacher"]["bleu"] > 20, "hypotheses and references line up, so the toy teacher scores"
-    student = torch.load(work / "tiny_kd" / "checkpoint_last.pt", weights_only=True)["cfg"]["model"]
+    student = torch.load(work / "wd_phase2" / "checkpoint_last.pt", weights_only=True)["cfg"]["model"]
     assert (student.encoder_embed_dim, student.encoder_layers, student.decoder_embed_dim) == (32, 2, 16), \
         "the student keeps the given teacher's encoder, not the budget's"
-    assert "| TINY KD" in (work / "results.md").read_text()
+    assert "| TINY WD" in (work / "results.md").read_text()
 
 
 def test_pipeline_refuses_bad_input_before_any_work(data_bin, teacher, tmp_path):

@@ -15,7 +15,7 @@ from fairseq.models.transformer import TransformerModel
 
 import fairseq_wd  # noqa: F401  (registers the wd_* architectures)
 
-from ..checkpoints import CheckpointError, load_state, model_args, save_plain_transformer
+from ..checkpoints import CheckpointError, OutputError, load_state, model_args, save_plain_transformer
 
 # DistilBART's LAYERS_TO_COPY (seq2seq-distillation/make_student.py): teacher depth -> student depth -> layers.
 LAYERS_TO_COPY = {
@@ -110,7 +110,10 @@ def main(argv=None):
     layer_pairs = sorted({(s.split(".")[0], s.split(".")[2], t.split(".")[2]) for s, t in copied if ".layers." in s})
     for stack, s_layer, t_layer in layer_pairs:
         print(f"{stack} layer {s_layer} <- teacher layer {t_layer}")
-    save_plain_transformer(args.output, state, s_args, teacher["cfg"].get("task"))
+    try:
+        save_plain_transformer(args.output, state, s_args, teacher["cfg"].get("task"))
+    except OutputError as e:
+        sys.exit(f"fairseq-wd-init-student: {e}")
     print(f"wrote {args.output}: {len(copied)} tensors copied from {args.teacher_path}")
 
 

@@ -32,7 +32,7 @@ import time
 
 import torch
 
-from ..checkpoints import DISK_ERRORS, CheckpointError, load_state, model_args, save_plain_transformer
+from ..checkpoints import DISK_ERRORS, CheckpointError, OutputError, load_state, model_args, save_plain_transformer
 from ..deploy import ct2
 from ..pipeline import corpus, curves
 from ..pipeline.budgets import BUDGETS
@@ -226,8 +226,9 @@ class Pipeline:
             dictionaries = [bundle[1], bundle[1]]
         from fairseq.data import Dictionary
 
-        self.given_teacher = Teacher(bundle[0])
-        self.given_teacher.check_dictionaries(*(Dictionary.load(path) for path in dictionaries), names=dictionaries)
+        teacher = Teacher(bundle[0])  # read once for every check; not kept while the trainings run
+        teacher.check_dictionaries(*(Dictionary.load(path) for path in dictionaries), names=dictionaries)
+        self.given_teacher_layers, self.student_encoder = teacher.decoder_layers, teacher_encoder_flags(teacher)
         return bundle
 
     def check_wd_depths(self, bundle):
@@ -236,7 +237,7 @@ class Pipeline:
         if "wd" not in self.methods:
             return
         if bundle:
-            teacher = self.given_teacher.decoder_layers
+            teacher = self.given_teacher_layers
         else:
             teacher = decoder_layers([*self.budget.teacher, *shlex.split(self.args.teacher_args)])
         student = STUDENT_DECODER_LAYERS[self.args.student]
@@ -505,7 +506,8 @@ class Pipeline:
         self.check_wd_depths(bundle)
         self.prepare(bundle)
         teacher = self.teacher(bundle)
-        self.student_encoder = teacher_encoder_flags(self.given_teacher if bundle else Teacher(teacher))
+        if not bundle:  # a given teacher's encoder was read with its checks
+            self.student_encoder = teacher_encoder_flags(Teacher(teacher))
         kd_bin = self.teacher_output(teacher)
         models = {"teacher": teacher, **self.students(teacher, kd_bin)}
         models.update(self.ctranslate2(models))
@@ -573,7 +575,7 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     try:
         Pipeline(args).run()
-    except (CheckpointError, corpus.CorpusError) as e:
+    except (CheckpointError, corpus.CorpusError, OutputError) as e:
         sys.exit(f"fairseq-wd-pipeline: error: {e}")
     except OSError as e:
         if e.errno not in DISK_ERRORS:

@@ -64,7 +64,10 @@ def convert(model_state, args, data, source_lang, target_lang, output_dir, quant
         os.rename(partial, output_dir)
     except Exception as e:
         shutil.rmtree(partial, ignore_errors=True)
-        raise (output_error(output_dir, e) or e) from e
+        error = output_error(output_dir, e)
+        if error is None:
+            raise
+        raise error from e
     return output_dir
 
 

@@ -66,8 +66,9 @@ class DistillationTask(TranslationTask):
         if self._teacher is None:
             if not self.has_teacher():
                 raise ValueError("this criterion needs a teacher: pass --teacher-path TEACHER.pt")
-            self._teacher = Teacher(self.cfg.teacher_path)
-            self._teacher.check_dictionaries(self.source_dictionary, self.target_dictionary)
+            teacher = Teacher(self.cfg.teacher_path)
+            teacher.check_dictionaries(self.source_dictionary, self.target_dictionary)
+            self._teacher = teacher
         return self._teacher
 
     def get_teacher(self):
