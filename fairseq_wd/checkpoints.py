@@ -18,7 +18,7 @@ class CheckpointError(ValueError):
     pass
 
 
-DISK_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES}  # a write the disk refused
+DISK_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES}  # full, over quota, read-only, no permission
 
 
 class OutputError(OSError):

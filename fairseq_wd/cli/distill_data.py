@@ -122,8 +122,8 @@ def main(argv=None):
     except OSError as e:
         if e.errno not in DISK_ERRORS:
             raise
-        sys.exit(f"fairseq-wd-distill-data: cannot write in {args.dest}: {e.strerror}. Free disk space or make "
-                 "--dest writable, then rerun: finished chunks are kept, the data-bin is written again")
+        sys.exit(f"fairseq-wd-distill-data: {e}. Free disk space or fix the permissions, then rerun: finished "
+                 "chunks are kept, the data-bin is written again")
 
 
 def distill(args):

@@ -580,8 +580,8 @@ def main(argv=None):
     except OSError as e:
         if e.errno not in DISK_ERRORS:
             raise
-        sys.exit(f"fairseq-wd-pipeline: error: cannot write in {args.work_dir}: {e}. Free disk space or choose a "
-                 "writable --work-dir, then rerun the same command: finished steps are skipped")
+        sys.exit(f"fairseq-wd-pipeline: error: {e}. Free disk space or fix the permissions, then rerun the same "
+                 "command: finished steps are skipped")
     except subprocess.CalledProcessError as e:
         sys.exit(f"fairseq-wd-pipeline: step failed ({' '.join(map(str, e.cmd[:2]))} ...); "
                  "fix the cause and rerun the same command: finished steps are skipped")
