@@ -31,6 +31,7 @@ setup(
             "fairseq-wd-average-checkpoints = fairseq_wd.cli.average_checkpoints:main",
             "fairseq-wd-bench = fairseq_wd.cli.bench:main",
             "fairseq-wd-pipeline = fairseq_wd.cli.pipeline:main",
+            "fairseq-wd-recipe = fairseq_wd.cli.recipe:main",
         ]
     },
 )

@@ -1,81 +1,103 @@
-"""Writes hydra_configs/*.yaml, or into the folder given as argument.
+"""Writes hydra_configs/*.yaml, or into the folder given as argument, from the `paper` recipe of
+fairseq_wd/recipes.py (its fairseq-train flags read by fairseq's own parser) and the architectures
+of fairseq_wd/models/architectures.py.
 
 Each file is self-contained: fairseq validates a primary config against its own schema, whose
 defaults would override the values of a shared file in a hydra defaults list."""
+import argparse
 import os
 import sys
 
+from fairseq import options
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+from fairseq.models import ARCH_CONFIG_REGISTRY
 from omegaconf import OmegaConf
 
+import fairseq_wd  # noqa: F401  (registers the architectures)
+from fairseq_wd.recipes import RECIPES
+
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
-
-PAPER = {  # the WD authors' released training settings (METHODS 1.4-1.6)
-    "common": {"fp16": True, "log_interval": 100, "seed": 1},
-    "dataset": {"max_tokens": 4096},
-    "optimization": {"max_update": 30000, "lr": [0.0007], "clip_norm": 0.0, "update_freq": [1]},
-    "checkpoint": {"keep_last_epochs": 5},
-    "optimizer": {"_name": "adam", "adam_betas": "(0.9, 0.98)"},
-    "lr_scheduler": {"_name": "inverse_sqrt", "warmup_updates": 4000, "warmup_init_lr": 1e-07},
-    "criterion": {"_name": "label_smoothed_cross_entropy", "label_smoothing": 0.1},
-}
-PAPER_NOTE = ("# Settings: the WD authors' released scripts (METHODS 1.4-1.6): Adam (0.9, 0.98), no clipping,\n"
-              "# inverse_sqrt from 1e-7, lr 7e-4, label smoothing 0.1, fp16, 4096 tokens per GPU on 8 GPUs\n"
-              "# (on N GPUs add optimization.update_freq=[8/N]); on a CPU add common.cpu=true common.fp16=false.\n")
-ENC = {"encoder_embed_dim": 512, "encoder_ffn_embed_dim": 2048, "encoder_layers": 6, "encoder_attention_heads": 8}
-TEACHERS = {
-    "base": ("6-6, 512/2048, 8 heads", {**ENC, "decoder_layers": 6, "dropout": 0.1}),
-    "big": ("6-6, 1024/4096, 16 heads, dropout 0.3",
-            {**ENC, "encoder_embed_dim": 1024, "encoder_ffn_embed_dim": 4096, "encoder_attention_heads": 16,
-             "decoder_layers": 6, "dropout": 0.3}),
-    "deep": ("48-layer pre-norm encoder, 6-layer decoder, 512/2048",
-             {**ENC, "encoder_layers": 48, "decoder_layers": 6, "encoder_normalize_before": True,
-              "decoder_normalize_before": True, "dropout": 0.1}),
-}
-# The paper's students keep their teacher's encoder (and dropout) and shrink the decoder; TINY's
-# half-width decoder follows from the encoder width (arch wd_transformer[_big|_deep]_tiny).
-STUDENTS = {
-    "tiny": ("TINY ({teacher}'s encoder, 1 decoder layer at half its width)", {"decoder_layers": 1}),
-    "small": ("SMALL ({teacher}'s encoder, 2 decoder layers)", {"decoder_layers": 2}),
-}
+RECIPE = RECIPES["paper"]
+GROUPS = ("common", "dataset", "optimization", "checkpoint", "optimizer", "lr_scheduler")
+NOTE = ("# Settings: fairseq_wd/recipes.py's `paper` recipe, the WD authors' released scripts (METHODS 1.4-1.6),\n"
+        "# with fp16 and 4096 tokens per GPU on 8 GPUs (on N GPUs add optimization.update_freq=[8/N]); on a CPU\n"
+        "# add common.cpu=true common.fp16=false.\n")
 
 
-def write(name, what, needs, experiment):
-    cfg = OmegaConf.merge(PAPER, experiment)
+def train_config(flags, base=()):
+    """The hydra groups that fairseq-train `flags` set (after `base`), each value as fairseq's parser reads it."""
+    args = options.parse_args_and_arch(options.get_training_parser(), ["DATA", "--arch", "transformer", *base, *flags])
+    cfg = convert_namespace_to_omegaconf(args)
+    out = {}
+    for flag in (f[2:].replace("-", "_") for f in flags if f.startswith("--")):
+        if flag in GROUPS:  # --optimizer adam -> optimizer._name
+            out[flag] = {"_name": cfg[flag]["_name"], **out.get(flag, {})}
+            continue
+        group = next(g for g in GROUPS if cfg[g] is not None and flag in cfg[g])  # lr: optimization's, not adam's
+        out.setdefault(group, {})[flag] = cfg[group][flag]
+    return out
+
+
+PAPER = OmegaConf.merge(train_config(RECIPE.train), {"common": {"fp16": True},
+                                                     "criterion": {"label_smoothing": RECIPE.label_smoothing}})
+PHASE1, PHASE2 = RECIPE.wd_phase_updates()
+# what a model config states: the sizes, and where LayerNorms sit when not the default post-norm
+SIZES = ("encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_layers", "encoder_attention_heads", "decoder_layers",
+         "dropout")
+NORMS = ("encoder_normalize_before", "decoder_normalize_before")
+TEACHERS = {"base": "6-6, 512/2048, 8 heads", "big": "6-6, 1024/4096, 16 heads, dropout 0.3",
+            "deep": "48-layer pre-norm encoder, 6-layer decoder, 512/2048"}
+STUDENTS = {"tiny": "TINY ({teacher}'s encoder, 1 decoder layer at half its width)",
+            "small": "SMALL ({teacher}'s encoder, 2 decoder layers)"}
+
+
+def model(arch):
+    """The architecture's sizes, as its function sets them (the arch is applied again under hydra)."""
+    args = argparse.Namespace()
+    ARCH_CONFIG_REGISTRY[arch](args)
+    return {"_name": arch, **{k: getattr(args, k) for k in SIZES}, **{k: True for k in NORMS if getattr(args, k)}}
+
+
+def write(name, what, needs, experiment, updates=RECIPE.student_updates):
+    cfg = OmegaConf.to_container(OmegaConf.merge(PAPER, {"optimization": {"max_update": updates}}, experiment))
+    cfg = {group: dict(sorted(cfg[group].items(), key=lambda kv: kv[0] != "_name"))  # fairseq's order, _name first
+           for group in (*GROUPS, "criterion", "task", "model") if group in cfg}
     usage = (f"#   fairseq-hydra-train --config-dir hydra_configs --config-name {name} \\\n"
              f"#     common.user_dir=$(fairseq-wd-user-dir) task.data=DATA-BIN{needs}\n")
     with open(os.path.join(OUT, f"{name}.yaml"), "w") as f:
-        f.write(f"# {what}\n{usage}{PAPER_NOTE}{OmegaConf.to_yaml(cfg)}")
+        f.write(f"# {what}\n{usage}{NOTE}{OmegaConf.to_yaml(cfg)}")
 
 
-def model(arch, dims):
-    return {"_name": arch, **dims}
-
-
-for t, (desc, dims) in TEACHERS.items():
+for t, desc in TEACHERS.items():
     write(f"teacher_{t}", f"Teacher, {t}: {desc}. Stop when valid loss stops improving.", "",
-          {"checkpoint": {"save_dir": f"checkpoints/teacher_{t}"}, "optimization": {"max_update": 100000},
-           "task": {"_name": "translation", "data": "???"}, "model": model(f"wd_transformer_{t}", dims)})
+          {"checkpoint": {"save_dir": f"checkpoints/teacher_{t}"}, "criterion": {"_name": "label_smoothed_cross_entropy"},
+           "task": {"_name": "translation", "data": "???"}, "model": model(f"wd_transformer_{t}")},
+          updates=RECIPE.teacher_updates)
 for t, size in ((t, size) for t in TEACHERS for size in STUDENTS):
     family = "" if t == "base" else f"{t}_"  # kd_tiny for the base teacher, kd_big_tiny for the big one
-    s, arch, teacher = f"{family}{size}", f"wd_transformer_{family}{size}", " task.teacher_path=TEACHER.pt"
-    desc = STUDENTS[size][0].format(teacher=f"the {t} teacher")
-    dims = {**TEACHERS[t][1], **STUDENTS[size][1]}
+    s, teacher = f"{family}{size}", " task.teacher_path=TEACHER.pt"
+    desc, arch = STUDENTS[size].format(teacher=f"the {t} teacher"), model(f"wd_transformer_{family}{size}")
     kd_task = {"_name": "distillation", "data": "???", "teacher_path": "???"}
-    write(f"kd_{s}", f"Word-level KD (logit_kd, alpha 0.5, T 1) for a {desc} student.", teacher,
-          {"checkpoint": {"save_dir": f"checkpoints/kd_{s}"}, "task": kd_task, "model": model(arch, dims),
-           "criterion": {"_name": "logit_kd", "kd_alpha": 0.5, "kd_temperature": 1.0}})
+    write(f"kd_{s}", f"Word-level KD (logit_kd, alpha {RECIPE.kd_alpha}, T 1) for a {desc} student.", teacher,
+          {"checkpoint": {"save_dir": f"checkpoints/kd_{s}"}, "task": kd_task, "model": arch,
+           "criterion": {"_name": "logit_kd", "kd_alpha": RECIPE.kd_alpha, "kd_temperature": 1.0}})
     write(f"pkd_{s}", f"Patient-KD (logit KD + hidden-state loss) for a {desc} student.", teacher,
-          {"checkpoint": {"save_dir": f"checkpoints/pkd_{s}"}, "task": kd_task, "model": model(arch, dims),
-           "criterion": {"_name": "pkd", "kd_alpha": 0.5}})
+          {"checkpoint": {"save_dir": f"checkpoints/pkd_{s}"}, "task": kd_task, "model": arch,
+           "criterion": {"_name": "pkd", "kd_alpha": RECIPE.kd_alpha}})
     write(f"wd_phase1_{s}", f"Weight Distillation phase 1 (the parameter generator) for a {desc} student,\n"
-          f"# on original + teacher output. Then: fairseq-wd-export checkpoints/wd_phase1_{s}/checkpoint_best.pt "
-          "--output student.pt", teacher + " \\\n#     task.extra_train_data=KD-BIN   (teacher output of "
-          "fairseq-wd-distill-data)",
-          {"checkpoint": {"save_dir": f"checkpoints/wd_phase1_{s}"}, "model": model(arch, dims),
-           "task": {"_name": "weight_distillation", "data": "???", "teacher_path": "???", "extra_train_data": None},
-           "criterion": {"_name": "weight_distillation"}})
-    write(f"wd_phase2_{s}", f"Weight Distillation phase 2: fine-tune the exported {desc} student (warmup 1000).",
-          " task.extra_train_data=KD-BIN \\\n#     checkpoint.finetune_from_model=student.pt   (from fairseq-wd-export)",
-          {"checkpoint": {"save_dir": f"checkpoints/wd_phase2_{s}", "finetune_from_model": "???"},
-           "lr_scheduler": {"warmup_updates": 1000}, "model": model(arch, dims),
-           "task": {"_name": "distillation", "data": "???", "extra_train_data": None}})
+          f"# on original + teacher output; half of a student's updates. Then: fairseq-wd-export "
+          f"checkpoints/wd_phase1_{s}/checkpoint_best.pt --output student.pt", teacher + " \\\n#     "
+          "task.extra_train_data=KD-BIN   (teacher output of fairseq-wd-distill-data)",
+          OmegaConf.merge(train_config(RECIPE.wd_phase1, RECIPE.train),
+                          {"checkpoint": {"save_dir": f"checkpoints/wd_phase1_{s}"}, "model": arch,
+                           "task": {"_name": "weight_distillation", "data": "???", "teacher_path": "???",
+                                    "extra_train_data": None},
+                           "criterion": {"_name": "weight_distillation"}}), updates=PHASE1)
+    write(f"wd_phase2_{s}", f"Weight Distillation phase 2: fine-tune the exported {desc} student; the other half\n"
+          "# of a student's updates.", " task.extra_train_data=KD-BIN \\\n#     "
+          "checkpoint.finetune_from_model=student.pt   (from fairseq-wd-export)",
+          OmegaConf.merge(train_config(RECIPE.wd_phase2, RECIPE.train),
+                          {"checkpoint": {"save_dir": f"checkpoints/wd_phase2_{s}", "finetune_from_model": "???"},
+                           "model": arch, "criterion": {"_name": "label_smoothed_cross_entropy"},
+                           "task": {"_name": "distillation", "data": "???", "extra_train_data": None}}),
+          updates=PHASE2)

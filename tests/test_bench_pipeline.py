@@ -14,8 +14,10 @@ import pytest
 from utils import BIN, run, toy_pair
 
 from fairseq import options
-from fairseq_wd.cli.pipeline import METHODS, Pipeline, get_parser
-from fairseq_wd.pipeline.budgets import BUDGETS
+from fairseq_wd.cli.pipeline import get_parser
+from fairseq_wd.pipeline import inputs
+from fairseq_wd.pipeline.experiment import METHODS, Pipeline
+from fairseq_wd.recipes import RECIPES
 
 import torch
 
@@ -84,7 +86,7 @@ def corpus(tmp_path_factory):
         (folder / f"test.{lang}").write_text("".join(pair[side] + "\n" for pair in test))
     return ["--tsv", tsv, "--source-lang", "src", "--target-lang", "tgt", "--valid-tsv", valid,
             "--test-source", folder / "test.src", "--test-target", folder / "test.tgt",
-            "--update-scale", str(PIPELINE_UPDATES / BUDGETS["demo"].student_updates), "--bench-repeats", "1",
+            "--update-scale", str(PIPELINE_UPDATES / RECIPES["demo"].student_updates), "--bench-repeats", "1",
             "--train-args=--max-tokens 600"]
 
 
@@ -137,6 +139,19 @@ def test_pipeline_runs_every_student_and_resumes(corpus, uninterrupted):
     assert "+ fairseq-wd-distill-data" in again.stdout and (kd_bin / "dict.tgt.txt").exists()
     assert os.path.exists(tmp_path / "work" / "ct2" / "wd" / "model.bin")
     assert (tmp_path / "work" / "results.md").read_text() == results
+
+
+def test_pipeline_data_of_a_given_teacher_uses_its_vocabulary(corpus, uninterrupted, tmp_path):
+    """A teacher given with its dictionary and sentencepiece model (here the one packed above): the
+    corpus is encoded and binarized with those, not with a new vocabulary of the same size."""
+    packed = uninterrupted[0] / "packed"
+    args = get_parser().parse_args([*map(str, corpus), "--teacher", str(packed / "checkpoint.pt"),
+                                    "--work-dir", str(tmp_path)])
+    pipe = Pipeline(args)
+    pipe.prepare(inputs.given_teacher(args, pipe.src, pipe.tgt))
+    assert (tmp_path / "spm.model").read_bytes() == (packed / "spm.model").read_bytes()
+    for lang in ("src", "tgt"):
+        assert (tmp_path / "data-bin" / f"dict.{lang}.txt").read_text() == (packed / "dict.txt").read_text()
 
 
 # kill -9 of the pipeline and the command it runs (its process group), as a crash or the OOM killer:
@@ -202,7 +217,7 @@ def test_pipeline_commands_of_every_method(tmp_path, monkeypatch):
     assert list(models) == ["SMALL " + row for rows in METHODS.values() for row in rows]
     trainings = {c[c.index("--save-dir") + 1].split(os.sep)[-1]: options.parse_args_and_arch(
         options.get_training_parser(), c[1:]) for c in commands if c[0] == "fairseq-train"}
-    n = BUDGETS["demo"].student_updates
+    n = RECIPES["demo"].student_updates
     assert sum(a.max_update for a in trainings.values()) == n * len(models), "the same updates for every row"
     assert trainings["wd_phase1"].max_update + trainings["wd_phase2"].max_update == n
     kd, wd1, wd2 = trainings["small_kd"], trainings["wd_phase1"], trainings["wd_phase2"]

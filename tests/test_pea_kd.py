@@ -14,8 +14,9 @@ from fairseq import options
 from fairseq.models import ARCH_MODEL_REGISTRY
 from fairseq.models.transformer import TransformerModel
 from fairseq_wd.cli.init_student import SizedDictionaries
-from fairseq_wd.cli.pipeline import Pipeline, get_parser
-from fairseq_wd.pipeline.budgets import BUDGETS
+from fairseq_wd.cli.pipeline import get_parser
+from fairseq_wd.pipeline.experiment import Pipeline
+from fairseq_wd.recipes import RECIPES
 from fairseq_wd.criterions.pkd import layer_map
 from fairseq_wd.criterions.ptp import ptp_labels
 from fairseq_wd.models.sps_transformer import unrolled
@@ -174,7 +175,7 @@ def test_pipeline_pea_kd_commands_parse_with_fairseq_train(tmp_path, monkeypatch
                             "TINY Pea-KD (orig, SPS+PTP then CE+KL+hidden)"]
     assert {c[0] for c in commands} == {"fairseq-train"}
     parsed = [options.parse_args_and_arch(options.get_training_parser(), c[1:]) for c in commands]
-    n = BUDGETS["demo"].student_updates
+    n = RECIPES["demo"].student_updates
     assert [(a.arch, a.criterion, a.max_update) for a in parsed] == [
         ("sps_transformer_tiny", "logit_kd", n), ("wd_transformer_tiny", "ptp", n // 2),
         ("wd_transformer_tiny", "logit_kd", n - n // 2), ("sps_transformer_tiny", "ptp", n // 2),

@@ -9,7 +9,8 @@ from utils import TINY_DIMS, run, toy_pair, train
 import pytest
 import torch
 
-from fairseq_wd.cli.pipeline import get_parser, main, Pipeline
+from fairseq_wd.cli.pipeline import get_parser, main
+from fairseq_wd.pipeline.experiment import Pipeline
 from fairseq_wd.pipeline import corpus
 
 

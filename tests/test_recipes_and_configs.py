@@ -1,10 +1,14 @@
 """The dataset recipes' processing half (no network) and the hydra configs, on tiny local data."""
+import json
 import os
 import subprocess
 import sys
 
 import pytest
+import yaml
 
+from fairseq_wd.checkpoints import load_state
+from fairseq_wd.recipes import RECIPES
 from utils import BIN, REPO, USER_DIR, run
 
 LINES = {
@@ -82,3 +86,66 @@ def test_hydra_configs_are_generated_from_make_configs(tmp_path):
     assert ours == sorted(os.listdir(tmp_path)) and len(ours) == 27
     for name in ours:
         assert open(tmp_path / name).read() == open(os.path.join(REPO, "hydra_configs", name)).read(), name
+
+
+def recipe_in_bash(name, *names):
+    """The values `eval "$(fairseq-wd-recipe NAME)"` gives a script, one line per word of each variable."""
+    script = f'eval "$({BIN}/fairseq-wd-recipe {name})"; ' + "; ".join(
+        f'printf "%s\\n" "{n}:" "${{{n}[@]}}"' for n in names)
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.splitlines()
+    values, current = {}, None
+    for line in out:
+        if line.endswith(":") and line[:-1] in names:
+            current = values.setdefault(line[:-1], [])
+        else:
+            current.append(line)
+    return values
+
+
+def test_the_paper_scripts_read_the_recipe_table():
+    paper = RECIPES["paper"]
+    got = recipe_in_bash("paper", "TEACHER_ARCH", "TEACHER_ARGS", "TRAIN_ARGS", "DISTILL_ARGS", "WD_PHASE2_ARGS",
+                         "TEACHER_UPDATES", "STUDENT_UPDATES", "WD_PHASE1_UPDATES", "WD_PHASE2_UPDATES")
+    assert ["--arch", *got["TEACHER_ARCH"], *got["TEACHER_ARGS"]] == paper.teacher
+    assert got["TRAIN_ARGS"] == paper.train and got["DISTILL_ARGS"] == paper.distill
+    assert got["WD_PHASE2_ARGS"] == paper.wd_phase2
+    assert [int(got[n][0]) for n in ("TEACHER_UPDATES", "STUDENT_UPDATES", "WD_PHASE1_UPDATES",
+                                     "WD_PHASE2_UPDATES")] == [100000, 60000, *paper.wd_phase_updates()]
+    assert sum(paper.wd_phase_updates(7)) == 7
+
+
+def test_hydra_configs_follow_the_paper_recipe():
+    paper = RECIPES["paper"]
+
+    def config(name):
+        with open(os.path.join(REPO, "hydra_configs", f"{name}.yaml")) as f:
+            return yaml.safe_load(f)
+
+    lr = float(paper.train[paper.train.index("--lr") + 1])
+    assert config("teacher_big")["optimization"]["max_update"] == paper.teacher_updates
+    for size in ("tiny", "deep_small"):
+        kd, pkd, wd1, wd2 = (config(f"{m}_{size}") for m in ("kd", "pkd", "wd_phase1", "wd_phase2"))
+        assert kd["optimization"]["max_update"] == pkd["optimization"]["max_update"] == paper.student_updates
+        assert wd1["optimization"]["max_update"] + wd2["optimization"]["max_update"] == paper.student_updates
+        assert {c["optimization"]["lr"][0] for c in (kd, wd1, wd2)} == {lr}
+        assert wd2["lr_scheduler"]["warmup_updates"] == 1000 and wd1["lr_scheduler"]["warmup_updates"] == 4000
+        assert kd["criterion"]["kd_alpha"] == paper.kd_alpha and wd2["criterion"]["label_smoothing"] == 0.1
+    assert config("kd_deep_tiny")["model"]["encoder_layers"] == 48
+
+
+def test_paper_script_runs_a_recipe_end_to_end(data_bin, raw_dir, tmp_path):
+    """examples/common/run_paper.sh with the demo recipe's settings, scaled down, on the toy data: every
+    stage, WD's phases sharing the KD baseline's updates."""
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", SRC="src", TGT="tgt", DATA=str(data_bin),
+               WORK=str(tmp_path), RECIPE="demo", TEACHER_UPDATES="10", STUDENT_UPDATES="8", STUDENTS="tiny",
+               FP16="0", DEVICE_ARGS="--cpu", BENCH_ARGS="--repeats 1", REFERENCES=str(raw_dir / "test.tgt"))
+    script = os.path.join(REPO, "examples", "common", "run_paper.sh")
+    proc = subprocess.run(["bash", script], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    with open(tmp_path / "bench" / "bench.json") as f:
+        assert [m["name"] for m in json.load(f)["models"]] == ["teacher", "TINY KD", "TINY WD"]
+    cfg = {name: load_state(str(tmp_path / name / "checkpoint_last.pt"))["cfg"]
+           for name in ("teacher", "tiny_kd", "tiny_wd_phase1", "tiny_wd_phase2")}
+    assert [c["optimization"]["max_update"] for c in cfg.values()] == [10, 8, 4, 4]
+    assert {c["optimization"]["lr"][0] for c in cfg.values()} == {0.002}  # the demo recipe's
+    assert cfg["tiny_kd"]["task"]["extra_train_data"] == cfg["tiny_wd_phase2"]["task"]["extra_train_data"]

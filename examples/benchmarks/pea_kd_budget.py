@@ -10,7 +10,8 @@ benchmarks them with the teacher:
 """
 import argparse
 
-from fairseq_wd.cli.pipeline import Pipeline, get_parser
+from fairseq_wd.cli.pipeline import get_parser
+from fairseq_wd.pipeline.experiment import Pipeline
 
 
 def main():

@@ -18,30 +18,24 @@ per model to --output-dir.
 """
 import argparse
 import contextlib
-import glob
 import io
 import json
 import os
-import re
 import shlex
 import statistics
-import subprocess
 import sys
 
-import numpy as np
 import sacrebleu
 import torch
 
 from fairseq import options
-from fairseq.data import data_utils
 
-from ..checkpoints import CheckpointError, load_state
+from ..checkpoints import CheckpointError
+from ..decoding import USER_DIR, DecodingError, Settings, TestSet, decoder_for
+from ..decoding import model_size  # noqa: F401  (importable from here, as before)
 from ..deploy import ct2
 from .bench_report import markdown_table, plot
 
-USER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SPEED = re.compile(r"Translated ([\d,]+) sentences \(([\d,]+) tokens\) in [\d.]+s "
-                   r"\(([\d.]+) sentences/s, ([\d.]+) tokens/s\)")
 # fairseq-generate options that bench sets for every row (CTranslate2's included): the bench option to use
 OWNED = {"--path": "--model", "--gen-subset": "--gen-subset", "--beam": "--beam", "--lenpen": "--lenpen",
          "--batch-size": "--batch-size", "--max-sentences": "--batch-size", "--max-len-a": "--max-len-a",
@@ -126,95 +120,13 @@ def parse_models(specs):
     return models
 
 
-class TestSet:
-    """The data-bin's subset: how many sentences every model must translate, the source pieces
-    CTranslate2 decodes and the batches fairseq-generate forms, and the post-processed targets (the
-    default references)."""
-
-    def __init__(self, data, subset, post_process):
-        from fairseq.data import Dictionary, indexed_dataset
-
-        found = sorted(glob.glob(os.path.join(data, f"{subset}.*-*.*.idx")))
-        if not found:
-            raise BenchError(f"no binarized '{subset}' split in {data}: run fairseq-preprocess with --{subset}pref")
-        self.src, self.tgt = os.path.basename(found[0]).split(".")[1].split("-")
-        self.post_process = post_process
-
-        def side(lang):
-            d = Dictionary.load(os.path.join(data, f"dict.{lang}.txt"))
-            ds = indexed_dataset.make_dataset(os.path.join(data, f"{subset}.{self.src}-{self.tgt}.{lang}"), impl="mmap")
-            return [d.string(ds[i]) for i in range(len(ds))], ds.sizes.astype(np.int64)  # with </s>
-
-        sources, self.src_sizes = side(self.src)
-        targets, self.tgt_sizes = side(self.tgt)
-        self.sources = [line.split() for line in sources]
-        self.targets = [self.detok(line.split()) for line in targets]
-
-    def __len__(self):
-        return len(self.sources)
-
-    def detok(self, pieces):
-        return data_utils.post_process(" ".join(pieces), self.post_process)
-
-    def batches(self, batch_size, required_batch_size_multiple=8):
-        """fairseq-generate's batches (LanguagePairDataset.ordered_indices, then batch_by_size with the
-        plugin's fix): sorted by source length, ties by target length."""
-        order = np.argsort(self.tgt_sizes, kind="mergesort")
-        order = order[np.argsort(self.src_sizes[order], kind="mergesort")]
-        return [list(b) for b in data_utils.batch_by_size(
-            order, None, num_tokens_vec=np.maximum(self.src_sizes, self.tgt_sizes)[order],
-            max_sentences=batch_size, required_batch_size_multiple=required_batch_size_multiple)]
-
-
-def model_size(path):
-    """(parameters, bytes of the weights): a checkpoint's parameters at the dtype stored, since its file
-    may hold optimizer state or float16 copies; a CTranslate2 folder's model.bin, which is its weights
-    (no parameter count)."""
-    if ct2.is_model_dir(path):
-        return None, os.path.getsize(os.path.join(path, "model.bin"))
-    state = load_state(path)
-    weights = [t for k, t in state["model"].items()
-               if torch.is_tensor(t) and not k.endswith(("version", "_float_tensor"))]
-    return sum(t.numel() for t in weights), sum(t.numel() * t.element_size() for t in weights)
-
-
-def on_cpu(args):
-    return args.cpu or not torch.cuda.is_available()
-
-
-def generate(args, path, extra):
-    """fairseq-generate in a fresh process: {sentence id: hypothesis}, sentences/s, tokens/s."""
-    cmd = [sys.executable, "-m", "fairseq_cli.generate", args.data, "--user-dir", USER_DIR, "--path", path,
-           "--gen-subset", args.gen_subset, "--beam", str(args.beam), "--lenpen", str(args.lenpen),
-           "--batch-size", str(args.batch_size), "--max-len-a", str(args.max_len_a), "--max-len-b", str(args.max_len_b),
-           "--min-len", str(args.min_len), "--post-process", args.post_process, *extra]
-    if on_cpu(args):
-        cmd.append("--cpu")
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise BenchError(f"fairseq-generate failed on {path}:\n{proc.stderr[-3000:]}")
-    speed = SPEED.search(proc.stderr)
-    if speed is None:
-        raise BenchError(f"fairseq-generate printed no 'Translated ... sentences/s' line for {path}")
-    hyps = {}
-    for i, h in re.findall(r"^D-(\d+)\t\S+\t(.*)$", proc.stdout, re.M):
-        hyps.setdefault(int(i), h)  # the best, should --nbest print more
-    return hyps, float(speed.group(3)), float(speed.group(4))
-
-
-def ct2_generate(args, path, test):
-    """The same decoding by CTranslate2; tokens counted as fairseq does (with the end of sentence)."""
-    outputs, seconds = ct2.translate(path, test.sources, test.batches(args.batch_size), args.beam, args.lenpen,
-                                     args.threads, "cpu" if on_cpu(args) else "cuda",
-                                     args.max_len_a, args.max_len_b, args.min_len)
-    hyps = {i: test.detok(tokens) for i, tokens in enumerate(outputs)}
-    return hyps, len(outputs) / seconds, sum(len(t) + 1 for t in outputs) / seconds
-
-
 def run(args):
     models = parse_models(args.model)
     extra = generate_args(args)
+    device = "cpu" if args.cpu or not torch.cuda.is_available() else "cuda"
+    alike = Settings(args.beam, args.lenpen, args.batch_size, args.max_len_a, args.max_len_b, args.min_len,
+                     args.threads, device, tuple(extra))
+    decoders = {name: decoder_for(path, alike) for name, path in models}
     test = TestSet(args.data, args.gen_subset, args.post_process)
     expected = len(test)
     references = [test.targets]
@@ -223,16 +135,13 @@ def run(args):
         for path, lines in zip(args.references, references):
             if len(lines) != expected:
                 raise BenchError(f"--references {path} has {len(lines)} lines, the '{args.gen_subset}' split {expected}")
-    sizes = {name: model_size(path) for name, path in models}
-    runs = {name: [] for name, _ in models}
+    sizes = {name: decoder.size() for name, decoder in decoders.items()}
+    runs = {name: [] for name in decoders}
     hypotheses = {}
     for r in range(args.repeats):
-        for name, path in models:
+        for name, decoder in decoders.items():
             print(f"| bench: run {r + 1}/{args.repeats}, {name}", file=sys.stderr, flush=True)
-            if ct2.is_model_dir(path):
-                hyps, sent_s, tok_s = ct2_generate(args, path, test)
-            else:
-                hyps, sent_s, tok_s = generate(args, path, extra)
+            hyps, sent_s, tok_s = decoder.translate(test)
             if len(hyps) != expected:
                 missing = sorted(set(range(expected)) - set(hyps))[:10]
                 raise BenchError(f"{name}: {len(hyps)} hypotheses for {expected} sentences (missing ids "
@@ -262,7 +171,7 @@ def run(args):
     settings = {"data": args.data, "gen_subset": args.gen_subset, "sentences": expected, "beam": args.beam,
                 "lenpen": args.lenpen, "batch_size": args.batch_size, "max_len_a": args.max_len_a,
                 "max_len_b": args.max_len_b, "min_len": args.min_len, "repeats": args.repeats,
-                "threads": args.threads, "device": "cpu" if on_cpu(args) else "cuda",
+                "threads": args.threads, "device": device,
                 "generate_args": extra, "sacrebleu": signature,
                 "generate_args_note": "given to the fairseq rows only; CTranslate2 rows do not get them"}
     report = {"settings": settings, "models": rows}
@@ -284,7 +193,7 @@ def main(argv=None):
                      "--generate-args='...', which CTranslate2 rows do not get)")
     try:
         run(args)
-    except (BenchError, CheckpointError, ct2.DeployError) as e:
+    except (BenchError, DecodingError, CheckpointError, ct2.DeployError) as e:
         sys.exit(f"fairseq-wd-bench: error: {e}")
 
 

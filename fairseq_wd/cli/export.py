@@ -11,69 +11,13 @@ config as plain containers: it loads with `torch.load(weights_only=True)` and ru
     fairseq-wd-export student.pt --to ctranslate2 --quantization int8 --output student-ct2/
 """
 import argparse
-import dataclasses
 import os
 import sys
 
-from fairseq import checkpoint_utils
-from fairseq.tasks.translation import TranslationConfig
-
-import fairseq_wd  # noqa: F401  (registers the task and model)
-
-from ..checkpoints import CheckpointError, OutputError, load_state, model_args, save_plain_transformer
+from ..checkpoints import CheckpointError, OutputError
 from ..deploy import ct2
-from ..models.sps_transformer import unrolled
+from ..export import load_phase1, read, to_ctranslate2, to_fairseq
 from ..modules.weight_plan import format_plan
-
-
-def read(path, teacher_path=None, data=None):
-    """A checkpoint's state, read once, with a moved teacher or data-bin given anew."""
-    overrides = {k: v for k, v in (("teacher_path", teacher_path), ("data", data)) if v}
-    return load_state(path, "checkpoint to export", overrides)
-
-
-def load_phase1(path, state=None):
-    """The WeightDistillationModel of a phase-1 checkpoint (its `state`, if read already) in float32 eval mode."""
-    state = state or read(path)
-    task_cfg = state["cfg"]["task"]
-    if task_cfg.get("_name") != "weight_distillation":
-        raise CheckpointError(f"{path} was trained with --task {task_cfg.get('_name')}, not weight_distillation: "
-                              "only WD phase-1 checkpoints need exporting")
-    models, _, _ = checkpoint_utils.load_model_ensemble_and_task([path], state=state)
-    return models[0].float().eval()
-
-
-def translation_config(task_cfg):
-    """The checkpoint's task config reduced to what vanilla `translation` knows."""
-    known = {f.name for f in dataclasses.fields(TranslationConfig)}
-    plain = {k: v for k, v in dict(task_cfg).items() if k in known and isinstance(v, (str, int, float, bool, type(None)))}
-    plain["_name"] = "translation"
-    return plain
-
-
-def model_for_export(path, teacher_path=None, data=None):
-    """(state dict, model args, task config) of any plugin checkpoint as a plain Transformer: a WD
-    phase-1 one is materialised, an SPS one unrolled."""
-    state = read(path, teacher_path, data)
-    if state["cfg"]["task"].get("_name") == "weight_distillation":
-        model = load_phase1(path, state)
-        return model.materialize_().state_dict(), model_args(state), state["cfg"]["task"]
-    weights, args = unrolled(state["model"], model_args(state))
-    return weights, args, state["cfg"]["task"]
-
-
-def to_ctranslate2(a):
-    from fairseq import utils
-    from fairseq.data.data_utils import infer_language_pair
-
-    ct2.require()  # before loading anything
-    weights, args, task_cfg = model_for_export(a.checkpoint, a.teacher_path, a.data)
-    data = a.data or utils.split_paths(task_cfg.get("data") or "")[0]
-    src, tgt = task_cfg.get("source_lang"), task_cfg.get("target_lang")
-    if not (src and tgt) and os.path.isdir(data):
-        src, tgt = infer_language_pair(data)
-    ct2.convert(weights, args, data, src, tgt, a.output, a.quantization)
-    print(f"wrote {a.output}: CTranslate2 model ({a.quantization}) of {a.checkpoint}")
 
 
 def main(argv=None):
@@ -98,9 +42,11 @@ def main(argv=None):
         if not a.output:
             p.error("--to ctranslate2 needs --output FOLDER")
         try:
-            return to_ctranslate2(a)
+            to_ctranslate2(a.checkpoint, a.output, a.quantization, a.teacher_path, a.data)
         except (CheckpointError, ct2.DeployError, OutputError, ValueError, FileNotFoundError) as e:
             sys.exit(f"fairseq-wd-export: {e}")
+        print(f"wrote {a.output}: CTranslate2 model ({a.quantization}) of {a.checkpoint}")
+        return
     try:
         state = read(a.checkpoint, a.teacher_path, a.data)
         model = load_phase1(a.checkpoint, state)
@@ -109,14 +55,11 @@ def main(argv=None):
     if a.show_plan:
         print(format_plan(model.plan))
     if a.output:
-        student = model.materialize_()
         try:
-            save_plain_transformer(a.output, student.state_dict(), model_args(state),
-                                   translation_config(state["cfg"]["task"]))
+            params = to_fairseq(model, state, a.output)
         except OutputError as e:
             sys.exit(f"fairseq-wd-export: {e}")
-        print(f"wrote {a.output}: {sum(p.numel() for p in student.parameters())} parameters, "
-              f"fairseq transformer (no --user-dir needed)")
+        print(f"wrote {a.output}: {params} parameters, fairseq transformer (no --user-dir needed)")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,16 @@
-"""Model sizes and update counts of `fairseq-wd-pipeline --budget`.
+"""The training recipes: one table that `fairseq-wd-pipeline --budget NAME` runs, that writes the
+hydra configs (hydra_configs/make_configs.py) and that the paper scripts read
+(`fairseq-wd-recipe NAME`, sourced by examples/common/run_paper.sh).
 
-`demo` is `make demo` (39 minutes measured on a 2-core CPU before distill-data sorted its batches,
-which saves about 14; the shipped teacher saves its 10 minutes of training); `cpu` trains the demo's
+Every student gets the same number of updates; Weight Distillation splits them between its two
+phases (`Recipe.wd_phase_updates`), so WD never sees more data than its baselines.
+
+`demo` is `make demo` (15 minutes on a 2-core CPU; the shipped teacher saves its 10 minutes of
+training); `cpu` trains the demo's
 teacher to convergence and the students three times longer than the demo (106 minutes on that CPU;
 the students' valid loss was still falling, README); `full` is for a GPU (hours on that CPU): a
-bigger teacher trained longer.
+bigger teacher trained longer; `paper` is the WD authors' released settings (METHODS 1.4-1.6) for
+the WMT/NIST recipes on 8 GPUs.
 """
 import json
 from dataclasses import dataclass, field, replace
@@ -20,16 +26,18 @@ def transformer(dim, ffn, heads, enc_layers, dec_layers=None):
 
 
 @dataclass
-class Budget:
+class Recipe:
     vocab_size: int
     teacher: List[str]              # fairseq-train --arch ... flags
     student_encoder: List[str]      # encoder dims shared by TINY/SMALL students (decoder from the arch)
     teacher_updates: int
     student_updates: int            # every student gets the same number; WD splits it between its phases
-    train: List[str] = field(default_factory=list)
+    train: List[str] = field(default_factory=list)  # fairseq-train flags of every training (no device flags)
     label_smoothing: float = 0.1    # of every criterion that has it (all but ptp)
+    kd_alpha: float = 0.5           # weight of word-level KD against the online teacher (logit_kd, pkd)
+    average_last: int = 0           # the teacher is the average of its last N epoch checkpoints (0: its best)
+    distill: List[str] = field(default_factory=lambda: ["--beam", "4", "--batch-size", "128"])  # teacher output
     sps_reuse: str = "all"          # --methods pea-kd: Pea-KD reuses all of 3 layers, the top half of 6
-    distill_beam: int = 4
     bench_repeats: int = 3
     wd_phase1: List[str] = field(default_factory=list)  # extra fairseq-train flags of WD's two phases
     wd_phase2: List[str] = field(default_factory=list)
@@ -41,6 +49,11 @@ class Budget:
     # its end (the loss then stopped improving); checkpoint_best.pt is that best one.
     converged_share: float = 0.2
 
+    def wd_phase_updates(self, total=None):
+        """(phase 1, phase 2) updates: WD's two phases share one student's updates, half each."""
+        total = self.student_updates if total is None else total
+        return total // 2, total - total // 2
+
     def validation(self, post_process="sentencepiece"):
         """Every training validates with fairseq's --eval-bleu (beam 4, the bench's length limit) at the end
         of each epoch: the BLEU-vs-updates curves (sacrebleu's 13a tokenizer: fairseq offers no other)."""
@@ -49,33 +62,46 @@ class Budget:
                 "--eval-bleu-remove-bpe", post_process]
 
 
-_ADAM = ["--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr-scheduler", "inverse_sqrt",
-         "--no-epoch-checkpoints", "--seed", "1"]
+_ADAM = ["--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr-scheduler", "inverse_sqrt"]
 
 # 3-3 d128 teacher: what 10 CPU minutes can train to a usable BLEU on mpl.en-ro (18 BLEU). The default
 # two students (KD baseline, WD) train in about 17 minutes together.
-DEMO = Budget(
+DEMO = Recipe(
     vocab_size=4000,
     teacher=["--arch", "wd_transformer_base", *transformer(128, 512, 4, 3, 3)],
     student_encoder=transformer(128, 512, 4, 3),
-    teacher_updates=600, student_updates=1000, distill_beam=4, bench_repeats=2,
-    train=[*_ADAM, "--lr", "0.002", "--warmup-updates", "100", "--max-tokens", "4096", "--dropout", "0.1",
-           "--log-interval", "25"],
+    teacher_updates=600, student_updates=1000, bench_repeats=2,
+    train=[*_ADAM, "--no-epoch-checkpoints", "--seed", "1", "--lr", "0.002", "--warmup-updates", "100",
+           "--max-tokens", "4096", "--dropout", "0.1", "--log-interval", "25"],
 )
 
-BUDGETS = {
+RECIPES = {
     "demo": DEMO,
     # The demo's sizes trained longer on the 2-core CPU, the teacher included (converged); results.md says
     # per training whether its valid loss had stopped improving (measured: the students' had not).
     "cpu": replace(DEMO, teacher_updates=3000, student_updates=3000, bench_repeats=3),
     # A teacher sized for a ~10k-pair corpus (6-6 d256, dropout 0.3): hours on the 2-core CPU, minutes
     # on a GPU (add --fp16). The paper's base 6-6 d512 would only overfit this little data.
-    "full": Budget(
+    "full": Recipe(
         vocab_size=8000,
         teacher=["--arch", "wd_transformer_base", *transformer(256, 1024, 4, 6, 6)],
         student_encoder=transformer(256, 1024, 4, 6),
-        teacher_updates=6000, student_updates=3000, distill_beam=5, bench_repeats=3, sps_reuse="top-half",
-        train=[*_ADAM, "--lr", "0.001", "--warmup-updates", "1000", "--max-tokens", "4096", "--dropout", "0.3",
-               "--log-interval", "100"],
+        teacher_updates=6000, student_updates=3000, distill=["--beam", "5", "--batch-size", "128"],
+        bench_repeats=3, sps_reuse="top-half",
+        train=[*_ADAM, "--no-epoch-checkpoints", "--seed", "1", "--lr", "0.001", "--warmup-updates", "1000",
+               "--max-tokens", "4096", "--dropout", "0.3", "--log-interval", "100"],
+    ),
+    # The WD authors' released scripts: Adam (0.9, 0.98), no clipping, inverse_sqrt from 1e-7, lr 7e-4,
+    # warmup 4000 (phase 2: 1000), ~32k target tokens per update (8 GPUs x 4096), the teacher's last 5
+    # epoch checkpoints averaged, teacher output by beam 6 / lenpen 1.0 / batch 64, WD phases of 30k
+    # updates each; the students of one size all get those 60k. Sizes and dropout: the architectures.
+    "paper": Recipe(
+        vocab_size=32000,
+        teacher=["--arch", "wd_transformer_base"], student_encoder=[],
+        teacher_updates=100000, student_updates=60000, average_last=5,
+        distill=["--beam", "6", "--lenpen", "1.0", "--batch-size", "64"],
+        train=[*_ADAM, "--clip-norm", "0", "--warmup-init-lr", "1e-07", "--lr", "0.0007", "--warmup-updates", "4000",
+               "--max-tokens", "4096", "--keep-last-epochs", "5", "--seed", "1", "--log-interval", "100"],
+        wd_phase2=["--warmup-updates", "1000"],
     ),
 }

@@ -1,0 +1,72 @@
+"""Exporting the plugin's checkpoints for deployment without the plugin: a WD phase-1 checkpoint as a
+plain fairseq `transformer` student, or any of its checkpoints (teacher, KD or WD student, phase 1
+too) as a CTranslate2 model folder.
+"""
+import dataclasses
+import os
+
+from fairseq import checkpoint_utils
+from fairseq.tasks.translation import TranslationConfig
+
+from .checkpoints import CheckpointError, load_state, model_args, save_plain_transformer
+from .deploy import ct2
+from .models.sps_transformer import unrolled
+
+
+def read(path, teacher_path=None, data=None):
+    """A checkpoint's state, read once, with a moved teacher or data-bin given anew."""
+    overrides = {k: v for k, v in (("teacher_path", teacher_path), ("data", data)) if v}
+    return load_state(path, "checkpoint to export", overrides)
+
+
+def load_phase1(path, state=None):
+    """The WeightDistillationModel of a phase-1 checkpoint (its `state`, if read already) in float32 eval mode."""
+    state = state or read(path)
+    task_cfg = state["cfg"]["task"]
+    if task_cfg.get("_name") != "weight_distillation":
+        raise CheckpointError(f"{path} was trained with --task {task_cfg.get('_name')}, not weight_distillation: "
+                              "only WD phase-1 checkpoints need exporting")
+    models, _, _ = checkpoint_utils.load_model_ensemble_and_task([path], state=state)
+    return models[0].float().eval()
+
+
+def translation_config(task_cfg):
+    """The checkpoint's task config reduced to what vanilla `translation` knows."""
+    known = {f.name for f in dataclasses.fields(TranslationConfig)}
+    plain = {k: v for k, v in dict(task_cfg).items() if k in known and isinstance(v, (str, int, float, bool, type(None)))}
+    plain["_name"] = "translation"
+    return plain
+
+
+def to_fairseq(model, state, output):
+    """Writes the phase-1 `model` (of `state`) as a plain transformer checkpoint, loadable without
+    --user-dir; returns its number of parameters."""
+    student = model.materialize_()
+    save_plain_transformer(output, student.state_dict(), model_args(state), translation_config(state["cfg"]["task"]))
+    return sum(p.numel() for p in student.parameters())
+
+
+def model_for_export(path, teacher_path=None, data=None):
+    """(state dict, model args, task config) of any plugin checkpoint as a plain Transformer: a WD
+    phase-1 one is materialised, an SPS one unrolled."""
+    state = read(path, teacher_path, data)
+    if state["cfg"]["task"].get("_name") == "weight_distillation":
+        model = load_phase1(path, state)
+        return model.materialize_().state_dict(), model_args(state), state["cfg"]["task"]
+    weights, args = unrolled(state["model"], model_args(state))
+    return weights, args, state["cfg"]["task"]
+
+
+def to_ctranslate2(path, output, quantization, teacher_path=None, data=None):
+    """Writes the checkpoint at `path` as a CTranslate2 folder; the dictionaries come from `data` or
+    the data-bin it was trained on."""
+    from fairseq import utils
+    from fairseq.data.data_utils import infer_language_pair
+
+    ct2.require()  # before loading anything
+    weights, args, task_cfg = model_for_export(path, teacher_path, data)
+    data = data or utils.split_paths(task_cfg.get("data") or "")[0]
+    src, tgt = task_cfg.get("source_lang"), task_cfg.get("target_lang")
+    if not (src and tgt) and os.path.isdir(data):
+        src, tgt = infer_language_pair(data)
+    ct2.convert(weights, args, data, src, tgt, output, quantization)
