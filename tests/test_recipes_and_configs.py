@@ -88,11 +88,12 @@ def test_hydra_configs_are_generated_from_make_configs(tmp_path):
         assert open(tmp_path / name).read() == open(os.path.join(REPO, "hydra_configs", name)).read(), name
 
 
-def recipe_in_bash(name, *names):
+def recipe_in_bash(name, *names, env=None):
     """The values `eval "$(fairseq-wd-recipe NAME)"` gives a script, one line per word of each variable."""
     script = f'eval "$({BIN}/fairseq-wd-recipe {name})"; ' + "; ".join(
         f'printf "%s\\n" "{n}:" "${{{n}[@]}}"' for n in names)
-    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.splitlines()
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, **(env or {}))).stdout.splitlines()
     values, current = {}, None
     for line in out:
         if line.endswith(":") and line[:-1] in names:
@@ -111,6 +112,8 @@ def test_the_paper_scripts_read_the_recipe_table():
     assert got["WD_PHASE2_ARGS"] == paper.wd_phase2
     assert [int(got[n][0]) for n in ("TEACHER_UPDATES", "STUDENT_UPDATES", "WD_PHASE1_UPDATES",
                                      "WD_PHASE2_UPDATES")] == [100000, 60000, *paper.wd_phase_updates()]
+    odd = recipe_in_bash("paper", "WD_PHASE1_UPDATES", "WD_PHASE2_UPDATES", env={"STUDENT_UPDATES": "7"})
+    assert (int(odd["WD_PHASE1_UPDATES"][0]), int(odd["WD_PHASE2_UPDATES"][0])) == paper.wd_phase_updates(7)
     assert sum(paper.wd_phase_updates(7)) == 7
 
 

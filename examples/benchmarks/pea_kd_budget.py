@@ -21,9 +21,7 @@ def main():
     a = p.parse_args()
     pipe = Pipeline(get_parser().parse_args(["--work-dir", a.work_dir, "--update-scale", str(a.update_scale),
                                              "--methods", "logit_kd,pea-kd"]))
-    bundle = pipe.teacher_bundle()
-    pipe.prepare(bundle)
-    teacher = pipe.teacher(bundle)
+    teacher = pipe.data_and_teacher()
     models = {"teacher": teacher, **pipe.students(teacher, kd_bin=None)}
     print(pipe.bench(models))
 

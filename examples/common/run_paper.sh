@@ -9,11 +9,13 @@
 # Students keep their teacher's encoder and shrink the decoder (wd_transformer[_big|_deep]_tiny/small).
 # Each stage is skipped when it is done; fairseq-train resumes a killed stage by itself.
 # Environment: TEACHER_UPDATES, STUDENT_UPDATES (the recipe's by default), STUDENTS ("tiny small"),
-# FP16 (1; 0 on a CPU), DEVICE_ARGS (e.g. --cpu), BENCH_ARGS (more fairseq-wd-bench options).
+# FP16 (1; 0 on a CPU), DEVICE_ARGS (e.g. --cpu: given to every command, the bench included), BENCH_ARGS
+# (more fairseq-wd-bench options). Needs bash >= 4.4 (empty arrays under `set -u`).
 set -euo pipefail
 : "${SRC:?}" "${TGT:?}" "${DATA:?}" "${WORK:?}" "${BLEU_TOKENIZE:=13a}"
 UPDATE_FREQ=${UPDATE_FREQ:-1}
-eval "$(fairseq-wd-recipe "${RECIPE:-paper}")"
+RECIPE_VARIABLES=$(fairseq-wd-recipe "${RECIPE:-paper}")  # a failure stops here (eval "$(...)" would not)
+eval "$RECIPE_VARIABLES"
 USER_DIR=$(fairseq-wd-user-dir)
 DEVICE=(${DEVICE_ARGS:-})
 FP16_ARGS=(); [ "${FP16:-1}" = 1 ] && FP16_ARGS=(--fp16)
@@ -39,8 +41,11 @@ if [ "$AVERAGE_LAST" -gt 0 ]; then
 fi
 
 # 2. sequence-level KD data: the teacher's beam output for the train set (resumable, shardable)
-[ -f "$WORK/kd-bin/done" ] || { fairseq-wd-distill-data "$DATA" --user-dir "$USER_DIR" --path "$TEACHER" \
-  --gen-subset train "${DISTILL_ARGS[@]}" "${DEVICE[@]}" "${FP16_ARGS[@]}" --dest "$WORK/kd-bin" && touch "$WORK/kd-bin/done"; }
+if [ ! -f "$WORK/kd-bin/done" ]; then
+  fairseq-wd-distill-data "$DATA" --user-dir "$USER_DIR" --path "$TEACHER" --gen-subset train "${DISTILL_ARGS[@]}" \
+    "${DEVICE[@]}" "${FP16_ARGS[@]}" --dest "$WORK/kd-bin"
+  touch "$WORK/kd-bin/done"
+fi
 
 MODELS=(--model "teacher=$TEACHER")
 case $TEACHER_ARCH in  # the teacher's students: wd_transformer_tiny for base, wd_transformer_big_tiny for big

@@ -1,7 +1,7 @@
 """`fairseq-wd-recipe NAME`: a training recipe of fairseq_wd/recipes.py as bash assignments, for
 scripts that run fairseq-train themselves (examples/common/run_paper.sh does
-`eval "$(fairseq-wd-recipe paper)"`). The update counts are defaults that the environment
-overrides (TEACHER_ARCH=... TEACHER_UPDATES=... STUDENT_UPDATES=...); WD's phases follow STUDENT_UPDATES.
+`eval "$(fairseq-wd-recipe paper)"`). TEACHER_ARCH, TEACHER_UPDATES and STUDENT_UPDATES are
+defaults that the environment overrides; WD's phases follow STUDENT_UPDATES.
 """
 import argparse
 import shlex

@@ -33,7 +33,7 @@ METHODS = {
 DEFAULT_METHODS = "kd,wd"
 LEGEND = ("Rows: orig = the original training pairs; teacher-out = the teacher's beam output for the same "
           "sources (sequence-level KD data); CE = label-smoothed cross-entropy; KL = word-level KD against the "
-          "online teacher (alpha 0.5); hidden = Patient-KD's hidden-state term; WD = phase 1 (parameter "
+          "online teacher (alpha {kd_alpha}); hidden = Patient-KD's hidden-state term; WD = phase 1 (parameter "
           "generator) for half of the updates, then CE fine-tuning. KD is the WD paper's KD baseline: the same "
           "student on the same data as WD. Every student has the same number of updates.")
 CT2_ROWS = ("kd", "wd")  # besides the teacher, the rows that also get an int8 CTranslate2 copy
@@ -310,18 +310,24 @@ class Pipeline(StepRunner):
                          f"{convergence['best_update']} | {'yes' if convergence['converged'] else 'no'} |")
         return "\n".join(lines) + "\n"
 
-    def run(self):
-        os.makedirs(self.work, exist_ok=True)
-        started = time.time()
+    def data_and_teacher(self):
+        """The inputs checked, the data made and the teacher given or trained: its checkpoint. The
+        students then get its encoder."""
         given = inputs.given_teacher(self.args, self.src, self.tgt)
         inputs.check_wd_depths(self.args, given, self.recipe.teacher)
         self.prepare(given)
         teacher = self.teacher(given)
         self.student_encoder = given.encoder_flags if given else inputs.teacher_encoder_flags(Teacher(teacher))
+        return teacher
+
+    def run(self):
+        os.makedirs(self.work, exist_ok=True)
+        started = time.time()
+        teacher = self.data_and_teacher()
         kd_bin = self.teacher_output(teacher)
         models = {"teacher": teacher, **self.students(teacher, kd_bin)}
         models.update(self.ctranslate2(models))
-        report = f"{self.bench(models)}\n{LEGEND}\n\n{self.learning_curves(teacher)}"
+        report = f"{self.bench(models)}\n{LEGEND.format(kd_alpha=self.recipe.kd_alpha)}\n\n{self.learning_curves(teacher)}"
         if os.path.exists(self.path("raw", "splits.txt")):
             with open(self.path("raw", "splits.txt")) as f:
                 report += f"\nData: {f.read()}"
