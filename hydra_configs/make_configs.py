@@ -41,6 +41,7 @@ def train_config(flags, base=()):
 PAPER = OmegaConf.merge(train_config(RECIPE.train), {"common": {"fp16": True},
                                                      "criterion": {"label_smoothing": RECIPE.label_smoothing}})
 PHASE1, PHASE2 = RECIPE.wd_phase_updates()
+PHASE1_FLAGS, PHASE2_FLAGS = train_config(RECIPE.wd_phase1, RECIPE.train), train_config(RECIPE.wd_phase2, RECIPE.train)
 # what a model config states: the sizes, and where LayerNorms sit when not the default post-norm
 SIZES = ("encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_layers", "encoder_attention_heads", "decoder_layers",
          "dropout")
@@ -88,7 +89,7 @@ for t, size in ((t, size) for t in TEACHERS for size in STUDENTS):
           f"# on original + teacher output; half of a student's updates. Then: fairseq-wd-export "
           f"checkpoints/wd_phase1_{s}/checkpoint_best.pt --output student.pt", teacher + " \\\n#     "
           "task.extra_train_data=KD-BIN   (teacher output of fairseq-wd-distill-data)",
-          OmegaConf.merge(train_config(RECIPE.wd_phase1, RECIPE.train),
+          OmegaConf.merge(PHASE1_FLAGS,
                           {"checkpoint": {"save_dir": f"checkpoints/wd_phase1_{s}"}, "model": arch,
                            "task": {"_name": "weight_distillation", "data": "???", "teacher_path": "???",
                                     "extra_train_data": None},
@@ -96,7 +97,7 @@ for t, size in ((t, size) for t in TEACHERS for size in STUDENTS):
     write(f"wd_phase2_{s}", f"Weight Distillation phase 2: fine-tune the exported {desc} student; the other half\n"
           "# of a student's updates.", " task.extra_train_data=KD-BIN \\\n#     "
           "checkpoint.finetune_from_model=student.pt   (from fairseq-wd-export)",
-          OmegaConf.merge(train_config(RECIPE.wd_phase2, RECIPE.train),
+          OmegaConf.merge(PHASE2_FLAGS,
                           {"checkpoint": {"save_dir": f"checkpoints/wd_phase2_{s}", "finetune_from_model": "???"},
                            "model": arch, "criterion": {"_name": "label_smoothed_cross_entropy"},
                            "task": {"_name": "distillation", "data": "???", "extra_train_data": None}}),

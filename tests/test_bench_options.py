@@ -11,7 +11,8 @@ from utils import run
 import fairseq_wd  # noqa: F401
 from fairseq import checkpoint_utils
 from fairseq_wd.checkpoints import load_state, model_args, save_plain_transformer
-from fairseq_wd.cli.bench import main, model_size
+from fairseq_wd.cli.bench import main
+from fairseq_wd.decoding import model_size
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,6 @@ from fairseq import options
 
 from ..checkpoints import CheckpointError
 from ..decoding import USER_DIR, DecodingError, Settings, TestSet, decoder_for
-from ..decoding import model_size  # noqa: F401  (importable from here, as before)
 from ..deploy import ct2
 from .bench_report import markdown_table, plot
 
