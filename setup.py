@@ -3,7 +3,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="fairseq-wd",
-    version="0.1.0",
+    version="0.2.0",
     description="Weight Distillation and knowledge distillation for fairseq translation Transformers",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -32,6 +32,7 @@ setup(
             "fairseq-wd-bench = fairseq_wd.cli.bench:main",
             "fairseq-wd-pipeline = fairseq_wd.cli.pipeline:main",
             "fairseq-wd-recipe = fairseq_wd.cli.recipe:main",
+            "fairseq-wd-shortlist = fairseq_wd.cli.shortlist:main",
         ]
     },
 )

@@ -10,4 +10,4 @@ compat.apply()
 
 from . import criterions, models, tasks  # noqa: E402,F401  (registration)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

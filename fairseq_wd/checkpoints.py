@@ -83,6 +83,19 @@ def model_args(state):
     return argparse.Namespace(**(vars(model) if isinstance(model, argparse.Namespace) else dict(model)))
 
 
+def task_config(state):
+    """The task config of a checkpoint as a plain dict: a legacy task's (translation_multi_simple_epoch)
+    is stored as a Namespace of every option, a dataclass task's as a dict or DictConfig."""
+    from omegaconf import DictConfig, OmegaConf
+
+    task = (state.get("cfg") or {}).get("task")
+    if isinstance(task, argparse.Namespace):
+        return dict(vars(task))
+    if isinstance(task, DictConfig):
+        return OmegaConf.to_container(task)
+    return dict(task or {})
+
+
 def _plain(value):
     if isinstance(value, argparse.Namespace):
         value = vars(value)

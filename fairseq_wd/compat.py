@@ -210,16 +210,22 @@ class AtomicCopies:
         return copied
 
 
+def _train_module():
+    """fairseq_cli.train where fairseq-train, fairseq-hydra-train or `python -m fairseq_cli.train` runs."""
+    train_module = sys.modules.get("fairseq_cli.train")
+    main = sys.modules.get("__main__")
+    if train_module is None and getattr(getattr(main, "__spec__", None), "name", None) == "fairseq_cli.train":
+        train_module = main
+    return train_module
+
+
 @patch
 def stop_at_max_update():
     """fairseq 0.12.x `fairseq-train` resumed from a checkpoint_last.pt that has reached --max-update
     trains one more update (it checks the limit only after a step) and saves it: rerunning a finished
     training, or a pipeline killed between fairseq-train's last save and its own completion mark,
     changes the model. We stop before the first step when the limit is reached."""
-    train_module = sys.modules.get("fairseq_cli.train")  # loaded by fairseq-train and fairseq-hydra-train
-    main = sys.modules.get("__main__")
-    if train_module is None and getattr(getattr(main, "__spec__", None), "name", None) == "fairseq_cli.train":
-        train_module = main  # python -m fairseq_cli.train
+    train_module = _train_module()
     if train_module is None or getattr(train_module.train, "_fairseq_wd_stops", False):
         return False
     original = train_module.train
@@ -260,6 +266,41 @@ def resume_with_the_same_batches():
 
     get_batch_iterator._fairseq_wd_epoch1 = True
     FairseqTask.get_batch_iterator = get_batch_iterator
+    return True
+
+
+@patch
+def resume_patience():
+    """fairseq 0.12.x counts --patience (validations without a better valid metric) in attributes of
+    fairseq_cli.train.should_stop_early that no checkpoint holds: a training killed and resumed starts
+    counting again, so it trains longer than the same training uninterrupted. We save the count with
+    each checkpoint (extra_state) and restore it when a training resumes from its own checkpoint_last.pt
+    (not when --finetune-from-model starts a new one)."""
+    from fairseq import checkpoint_utils
+    from fairseq.trainer import Trainer
+
+    train_module = _train_module()
+    if (train_module is None or getattr(Trainer.save_checkpoint, "_fairseq_wd_patience", False)
+            or "should_stop_early" in inspect.getsource(checkpoint_utils)):
+        return False
+    stop, original_save, original_load = train_module.should_stop_early, Trainer.save_checkpoint, checkpoint_utils.load_checkpoint
+
+    def save_checkpoint(self, filename, extra_state):
+        if hasattr(stop, "best"):
+            extra_state = {**extra_state, "fairseq_wd_patience": {"best": stop.best, "num_runs": stop.num_runs}}
+        return original_save(self, filename, extra_state)
+
+    def load_checkpoint(cfg, trainer, **kwargs):
+        extra_state, epoch_itr = original_load(cfg, trainer, **kwargs)
+        saved = (extra_state or {}).get("fairseq_wd_patience")
+        resumed = os.path.exists(os.path.join(cfg.save_dir, cfg.restore_file)) or not cfg.finetune_from_model
+        if saved and resumed and not (cfg.reset_meters or cfg.reset_dataloader):
+            stop.best, stop.num_runs = saved["best"], saved["num_runs"]
+        return extra_state, epoch_itr
+
+    save_checkpoint._fairseq_wd_patience = True
+    Trainer.save_checkpoint = save_checkpoint
+    checkpoint_utils.load_checkpoint = load_checkpoint
     return True
 
 

@@ -1,6 +1,11 @@
 """Decoding a test set with a model, timed: a fairseq checkpoint by `fairseq-generate` itself, a
 CTranslate2 folder by CTranslate2 with the same beam, length penalty, batches, length limits and
 threads, so that their hypotheses and speeds compare.
+
+Both decode their first batch once untimed before the clock starts: a fresh process (or translator)
+pays one-time costs there (allocations, kernel and thread-pool set-up) that a running server does
+not, and they would weigh most on the fastest model. `python -m fairseq_wd.decoding ARGS` is
+fairseq-generate with that warm-up (`warm_generate`).
 """
 import dataclasses
 import glob
@@ -8,17 +13,19 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import torch
 from fairseq.data import data_utils
 
-from .checkpoints import load_state
+from .checkpoints import CheckpointError, load_state, model_args
 from .deploy import ct2
 
 USER_DIR = os.path.dirname(os.path.abspath(__file__))
 SPEED = re.compile(r"Translated ([\d,]+) sentences \(([\d,]+) tokens\) in [\d.]+s "
                    r"\(([\d.]+) sentences/s, ([\d.]+) tokens/s\)")
+WARMUP, BATCH = "fairseq-wd warm-up seconds:", "fairseq-wd batch seconds:"
 
 
 class DecodingError(RuntimeError):
@@ -40,10 +47,29 @@ class Settings:
     generate_args: tuple = ()
 
 
+@dataclasses.dataclass
+class Decoded:
+    """One decoding of the test set. `lengths`: output tokens without </s>, as the length limits count
+    them; `warmup_s`: the untimed first batch (None where the decoder could not warm up);
+    `batch_seconds`: the timed batches, in decoding order."""
+    hypotheses: list
+    lengths: list
+    sentences_per_s: float
+    tokens_per_s: float
+    warmup_s: float = None
+    batch_seconds: list = dataclasses.field(default_factory=list)
+
+    @property
+    def first_batch_cost_s(self):
+        """What the first batch cost beyond its warm run: the cold start the warm-up keeps off the clock."""
+        return self.warmup_s - self.batch_seconds[0] if self.warmup_s is not None and self.batch_seconds else None
+
+
 class TestSet:
     """The data-bin's subset: how many sentences every model must translate, the source pieces
     CTranslate2 decodes and the batches fairseq-generate forms, and the post-processed targets (the
-    default references)."""
+    default references), an unknown word in them written `<<unk>>` as fairseq's own scorer does
+    (tgt_dict.string(..., escape_unk=True)), so that a hypothesis printing `<unk>` is not credited."""
 
     def __init__(self, data, subset, post_process):
         from fairseq.data import Dictionary, indexed_dataset
@@ -54,13 +80,14 @@ class TestSet:
         self.data, self.subset, self.post_process = data, subset, post_process
         self.src, self.tgt = os.path.basename(found[0]).split(".")[1].split("-")
 
-        def side(lang):
+        def side(lang, escape_unk):
             d = Dictionary.load(os.path.join(data, f"dict.{lang}.txt"))
             ds = indexed_dataset.make_dataset(os.path.join(data, f"{subset}.{self.src}-{self.tgt}.{lang}"), impl="mmap")
-            return [d.string(ds[i]) for i in range(len(ds))], ds.sizes.astype(np.int64)  # with </s>
+            lines = [d.string(ds[i], escape_unk=escape_unk) for i in range(len(ds))]
+            return lines, ds.sizes.astype(np.int64)  # with </s>
 
-        sources, self.src_sizes = side(self.src)
-        targets, self.tgt_sizes = side(self.tgt)
+        sources, self.src_sizes = side(self.src, False)  # CTranslate2 reads <unk> as the unknown token
+        targets, self.tgt_sizes = side(self.tgt, True)
         self.sources = [line.split() for line in sources]
         self.targets = [self.detok(line.split()) for line in targets]
 
@@ -79,31 +106,83 @@ class TestSet:
             order, None, num_tokens_vec=np.maximum(self.src_sizes, self.tgt_sizes)[order],
             max_sentences=batch_size, required_batch_size_multiple=required_batch_size_multiple)]
 
+    def length_limits(self, batch_size, max_len_a, max_len_b):
+        """Each sentence's output limit, as fairseq-generate applies it: int(a * longest source of its batch
+        (with </s>) + b) tokens, </s> not counted."""
+        limits = [0] * len(self)
+        for batch in self.batches(batch_size):
+            limit = int(max_len_a * max(self.src_sizes[i] for i in batch) + max_len_b)
+            for i in batch:
+                limits[i] = limit
+        return limits
+
 
 class Decoder:
-    """A model at `path`, decoded under `settings` (which only translate needs)."""
+    """A model at `path`, decoded under `settings` (which only translate needs); with `shortlist` (a
+    vmap.txt, checked already), each batch over its candidate targets only."""
 
-    def __init__(self, path, settings=None):
-        self.path, self.settings = path, settings
+    def __init__(self, path, settings=None, shortlist=None):
+        self.path, self.settings, self.shortlist = path, settings, shortlist
 
     def translate(self, test):
-        """({sentence id: hypothesis}, sentences/s, tokens/s), tokens counted with the end of sentence."""
+        """A Decoded, one hypothesis per test sentence; tokens per second counted with the end of sentence."""
         raise NotImplementedError
 
     def size(self):
         """(parameters or None, bytes of the weights), not of the file, which may hold more."""
         raise NotImplementedError
 
+    def complete(self, hyps, test):
+        """`hyps` ({id: value}) as a list in test order; every sentence must have one."""
+        if len(hyps) != len(test):
+            missing = sorted(set(range(len(test))) - set(hyps))[:10]
+            raise DecodingError(f"{self.path}: {len(hyps)} hypotheses for {len(test)} sentences (missing ids "
+                                f"{missing}...); is --max-source-positions too small for the test set?")
+        return [hyps[i] for i in range(len(test))]
+
+
+# fairseq lists a tied tensor under each of its names; a saved checkpoint may have lost the sharing
+TIED = {"share_all_embeddings": ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight",
+                                 "decoder.output_projection.weight"),
+        "share_decoder_input_output_embed": ("decoder.embed_tokens.weight", "decoder.output_projection.weight")}
+
+
+def distinct_weights(state):
+    """The checkpoint's weight tensors, each counted once: names sharing a storage (as saved from a model
+    with tied embeddings), and the names the model args tie (a copy cast to float16 shares nothing)."""
+    weights, seen = {}, set()
+    for name, t in state["model"].items():
+        if not torch.is_tensor(t) or name.endswith(("version", "_float_tensor")):
+            continue
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride())
+        if t.numel() and key in seen:
+            continue
+        seen.add(key)
+        weights[name] = t
+    try:
+        args = vars(model_args(state))
+    except CheckpointError:
+        args = {}
+    for flag, names in TIED.items():
+        present = [n for n in names if n in weights]
+        if args.get(flag) and present:
+            for name in present[1:]:
+                if weights[name].shape == weights[present[0]].shape:
+                    del weights[name]
+    return weights
+
 
 class FairseqDecoder(Decoder):
-    """fairseq-generate in a fresh process, timed by its own clock."""
+    """fairseq-generate in a fresh process (with the warm-up of `warm_generate`), timed by its own clock."""
 
     def translate(self, test):
         s = self.settings
-        cmd = [sys.executable, "-m", "fairseq_cli.generate", test.data, "--user-dir", USER_DIR, "--path", self.path,
+        cmd = [sys.executable, "-m", "fairseq_wd.decoding", test.data, "--user-dir", USER_DIR, "--path", self.path,
                "--gen-subset", test.subset, "--beam", str(s.beam), "--lenpen", str(s.lenpen),
                "--batch-size", str(s.batch_size), "--max-len-a", str(s.max_len_a), "--max-len-b", str(s.max_len_b),
                "--min-len", str(s.min_len), "--post-process", test.post_process, *s.generate_args]
+        if self.shortlist:  # the plugin's task decodes over each batch's candidates; any checkpoint loads in it
+            cmd += ["--task", "distillation", "--shortlist", self.shortlist]
         if s.device == "cpu":
             cmd.append("--cpu")
         env = dict(os.environ, OMP_NUM_THREADS=str(s.threads), MKL_NUM_THREADS=str(s.threads))
@@ -113,38 +192,113 @@ class FairseqDecoder(Decoder):
         speed = SPEED.search(proc.stderr)
         if speed is None:
             raise DecodingError(f"fairseq-generate printed no 'Translated ... sentences/s' line for {self.path}")
-        hyps = {}
+        hyps, lengths = {}, {}
         for i, h in re.findall(r"^D-(\d+)\t\S+\t(.*)$", proc.stdout, re.M):
             hyps.setdefault(int(i), h)  # the best, should --nbest print more
-        return hyps, float(speed.group(3)), float(speed.group(4))
+        for i, scores in re.findall(r"^P-(\d+)\t(.*)$", proc.stdout, re.M):
+            lengths.setdefault(int(i), len(scores.split()) - 1)  # a score per token, </s> included
+        warmup = re.search(rf"^{WARMUP} ([\d.]+)$", proc.stderr, re.M)
+        return Decoded(self.complete(hyps, test), self.complete(lengths, test), float(speed.group(3)),
+                       float(speed.group(4)), float(warmup.group(1)) if warmup else None,
+                       [float(t) for t in re.findall(rf"^{BATCH} ([\d.]+)$", proc.stderr, re.M)])
 
     def size(self):
         """The parameters at the dtype stored: the file may hold optimizer state or float16 copies."""
-        state = load_state(self.path)
-        weights = [t for k, t in state["model"].items()
-                   if torch.is_tensor(t) and not k.endswith(("version", "_float_tensor"))]
+        weights = distinct_weights(load_state(self.path)).values()
         return sum(t.numel() for t in weights), sum(t.numel() * t.element_size() for t in weights)
 
 
 class CTranslate2Decoder(Decoder):
-    """CTranslate2 on fairseq-generate's batches, timed around its translate calls."""
+    """CTranslate2 on fairseq-generate's batches, timed around its translate calls; with a shortlist,
+    `path` is a folder holding it as vmap.txt (ct2.with_vmap), decoded with use_vmap."""
 
     def translate(self, test):
         s = self.settings
-        outputs, seconds = ct2.translate(self.path, test.sources, test.batches(s.batch_size), s.beam, s.lenpen,
-                                         s.threads, s.device, s.max_len_a, s.max_len_b, s.min_len)
-        hyps = {i: test.detok(tokens) for i, tokens in enumerate(outputs)}
-        return hyps, len(outputs) / seconds, sum(len(t) + 1 for t in outputs) / seconds
+        outputs, seconds, warmup = ct2.translate(self.path, test.sources, test.batches(s.batch_size), s.beam,
+                                                 s.lenpen, s.threads, s.device, s.max_len_a, s.max_len_b, s.min_len,
+                                                 use_vmap=bool(self.shortlist))
+        total = sum(seconds)
+        hyps = self.complete({i: test.detok(tokens) for i, tokens in enumerate(outputs)}, test)
+        return Decoded(hyps, [len(t) for t in outputs], len(outputs) / total,
+                       sum(len(t) + 1 for t in outputs) / total, warmup, seconds)
 
     def size(self):
         """model.bin, which is the weights; CTranslate2 gives no parameter count."""
         return None, os.path.getsize(os.path.join(self.path, "model.bin"))
 
 
-def decoder_for(path, settings=None):
+def decoder_for(path, settings=None, shortlist=None):
     """A CTranslate2 folder's decoder, else a fairseq checkpoint's."""
-    return (CTranslate2Decoder if ct2.is_model_dir(path) else FairseqDecoder)(path, settings)
+    return (CTranslate2Decoder if ct2.is_model_dir(path) else FairseqDecoder)(path, settings, shortlist)
 
 
 def model_size(path):
     return decoder_for(path).size()
+
+
+def rotation(names, round_):
+    """The order of round `round_`: it starts at model round_ mod n, so that no model is always the first
+    one timed (after an idle machine) or the one timed right after another's load."""
+    k = round_ % len(names)
+    return names[k:] + names[:k]
+
+
+def decode_rows(rows, test, repeats, log=None):
+    """`rows`: {name: [Decoder of each seed]}. Every row's first seed is decoded `repeats` times, the
+    rows rotating (`rotation`); its first decoding gives that seed's hypotheses. The other seeds are
+    decoded once, for quality only. Returns ({name: [Decoded per seed]}, {name: [timed Decoded]})."""
+    names = list(rows)
+    timed = {name: [] for name in names}
+    for r in range(repeats):
+        for name in rotation(names, r):
+            if log:
+                log(f"run {r + 1}/{repeats}, {name}")
+            timed[name].append(rows[name][0].translate(test))
+    seeds = {}
+    for name in names:
+        seeds[name] = [timed[name][0]]
+        for k, decoder in enumerate(rows[name][1:], 2):
+            if log:
+                log(f"{name}, seed {k}/{len(rows[name])} (quality only)")
+            seeds[name].append(decoder.translate(test))
+    return seeds, timed
+
+
+def warm_generate():
+    """fairseq-generate's own main on sys.argv, its first batch decoded once before its clock starts (the
+    clock restarts after that warm-up), each timed batch's seconds printed. Tasks that override
+    inference_step decode without warm-up; no warm-up line is printed then."""
+    import fairseq_cli.generate as generate
+    from fairseq.logging.meters import StopwatchMeter
+    from fairseq.tasks import FairseqTask
+
+    clocks = []
+
+    class Clock(StopwatchMeter):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            clocks.append(self)
+
+        def stop(self, n=1, prehook=None):
+            before = self.sum
+            super().stop(n, prehook)
+            print(f"{BATCH} {self.sum - before:.6f}", file=sys.stderr, flush=True)
+
+    step, warm = FairseqTask.inference_step, []
+
+    def inference_step(task, *args, **kwargs):
+        if not warm:
+            start = time.perf_counter()
+            step(task, *args, **kwargs)
+            warm.append(time.perf_counter() - start)
+            print(f"{WARMUP} {warm[0]:.6f}", file=sys.stderr, flush=True)
+            for clock in clocks:
+                clock.start()
+        return step(task, *args, **kwargs)
+
+    generate.StopwatchMeter, FairseqTask.inference_step = Clock, inference_step
+    generate.cli_main()
+
+
+if __name__ == "__main__":
+    warm_generate()

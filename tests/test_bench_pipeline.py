@@ -1,5 +1,6 @@
 """fairseq-wd-bench, fairseq-wd-export --to ctranslate2 and fairseq-wd-pipeline through their console
 scripts, on the toy language."""
+import filecmp
 import json
 import os
 import random
@@ -23,22 +24,55 @@ import torch
 
 import fairseq_wd  # noqa: F401
 from fairseq import checkpoint_utils
+from fairseq_wd import shortlist as sl
 
 
 def test_bench_compares_fairseq_and_ctranslate2(data_bin, raw_dir, teacher, tmp_path):
+    """Also --shortlist: after every row its shortlist row; with every target allowed, fairseq and float32
+    CTranslate2 decode as without it. The int8 folder holds the file (export --vmap), the f32 one is
+    decoded through a folder of links."""
     run("fairseq-wd-export", teacher, "--to", "ctranslate2", "--quantization", "none", "--output", tmp_path / "f32")
     full = run("fairseq-wd-export", teacher, "--to", "ctranslate2", "--output", tmp_path / "int8",
                disk_full_at=20_000, check=False)
     assert full.returncode != 0 and "int8: File too large" in full.stderr
     assert sorted(os.listdir(tmp_path)) == ["f32"], "no half-written model folder that a rerun would take as done"
-    run("fairseq-wd-export", teacher, "--to", "ctranslate2", "--output", tmp_path / "int8")
+    vmaps = tmp_path / "vmaps"
+    vmaps.mkdir()
+    tgt_dict = sl.dictionaries(str(data_bin), "src", "tgt")[1]
+    whole = str(vmaps / "whole.txt")  # every target always allowed: decodes as without a shortlist
+    sl.write_vmap(sl.Vmap(always=tgt_dict.symbols[tgt_dict.nspecial:]), whole, tgt_dict=tgt_dict)
+    (vmaps / "broken.txt").write_text("\tANA\nana\tANA\nmere\tEREM ZORBAX\n")
+    broken = run("fairseq-wd-export", teacher, "--to", "ctranslate2", "--vmap", vmaps / "broken.txt",
+                 "--output", tmp_path / "int8", check=False)
+    assert broken.returncode != 0 and "broken.txt, line 3: target 'ZORBAX'" in broken.stderr
+    assert not os.path.exists(tmp_path / "int8")
+    run("fairseq-wd-export", teacher, "--to", "ctranslate2", "--vmap", whole, "--output", tmp_path / "int8")
     out = tmp_path / "bench"
     proc = run("fairseq-wd-bench", data_bin, "--model", f"teacher={teacher}", "--model", f"ct2={tmp_path / 'f32'}",
-               "--model", f"ct2int8={tmp_path / 'int8'}", "--references", raw_dir / "test.tgt",
+               "--model", f"ct2int8={tmp_path / 'int8'}", "--references", raw_dir / "test.tgt", "--shortlist", whole,
                "--post-process", "none", "--cpu", "--repeats", "2", "--output-dir", out)
     report = json.load(open(out / "bench.json"))
     rows = {m["name"]: m for m in report["models"]}
     hyps = {name: open(out / f"{name}.hyp").read().splitlines() for name in rows}
+    assert list(rows) == [n + s for n in ("teacher", "ct2", "ct2int8") for s in ("", " + shortlist")]
+    assert hyps["teacher + shortlist"] == hyps["teacher"] and hyps["ct2 + shortlist"] == hyps["ct2"]
+    assert rows["teacher + shortlist"]["plain"] == "teacher" and len(rows["ct2int8 + shortlist"]["runs"]) == 2
+    assert filecmp.cmp(tmp_path / "int8" / "vmap.txt", whole, shallow=False), "export copied the shortlist in"
+    assert os.listdir(out / "shortlist-ct2") == ["row4.seed1"], "a folder of links for f32 only: int8 holds it"
+    assert os.path.islink(out / "shortlist-ct2" / "row4.seed1" / "model.bin")
+    shortlist, = report["shortlists"]
+    assert shortlist["candidates_share"] == 1.0 and shortlist["coverage"] == 1.0
+    assert shortlist["candidates_mean"] == len(tgt_dict) and shortlist["reference_tokens"] > 100
+    cost = {r["row"]: r for r in shortlist["rows"]}
+    teacher_sl = cost["teacher + shortlist"]
+    assert teacher_sl["bleu_cost"] == 0 and teacher_sl["speedup_vs_teacher_shortlist"] is None
+    assert cost["ct2int8 + shortlist"]["speedup_vs_teacher"] == rows["ct2int8 + shortlist"]["speedup"]
+    tests = {(t["model"], t["baseline"]): t for t in report["significance"]}
+    assert tests[("ct2int8 + shortlist", "ct2int8")]["bleu"]["p"] > 0.05
+    md = (out / "bench.md").read_text()
+    assert f"Shortlist {whole} (rows `NAME + shortlist`" in md
+    assert f"holds on average {len(tgt_dict)} of the {len(tgt_dict)} target" in md
+    assert "| #4 ct2 + shortlist | +0.00 | +0.00 |" in md
     assert report["settings"]["sentences"] == 20 and report["settings"]["beam"] == 6
     assert "tok:13a" in report["settings"]["sacrebleu"] and "tok:13a" in proc.stdout
     assert rows["teacher"]["bleu"] > 20, "the toy teacher translates, so its BLEU is far above 0"
@@ -50,7 +84,7 @@ def test_bench_compares_fairseq_and_ctranslate2(data_bin, raw_dir, teacher, tmp_
     assert same >= 18, f"float32 CTranslate2 agrees with fairseq's beam on {same}/20 sentences"
     assert abs(rows["ct2"]["bleu"] - rows["teacher"]["bleu"]) < 2
     assert len(hyps["ct2int8"]) == 20 and rows["ct2int8"]["weights_mb"] < rows["ct2"]["weights_mb"]
-    assert (out / "bench.md").read_text().count("| ct2") == 2 and (out / "bench.png").stat().st_size > 1000
+    assert md.count("| ct2") == 4 and (out / "bench.png").stat().st_size > 1000
     again = run("fairseq-wd-export", teacher, "--to", "ctranslate2", "--output", tmp_path / "f32", check=False)
     assert again.returncode != 0 and "exists" in again.stderr
 
@@ -126,20 +160,36 @@ def test_pipeline_runs_every_student_and_resumes(corpus, uninterrupted):
     assert wd[-1] == n and any(u <= n // 2 for u in wd), "WD's curve spans phase 1 and phase 2"
     assert all("bleu" in p for p in curves["curves"]["TINY KD (orig+teacher-out, CE)"])
     assert (tmp_path / "work" / "bench" / "curves.png").stat().st_size > 1000
-    assert os.path.exists(tmp_path / "work" / "wd_phase1" / "student.pt")
+    assert os.path.exists(tmp_path / "work" / "tiny_wd_phase1_seed1" / "student.pt")
     packed = torch.load(tmp_path / "packed" / "checkpoint.pt", weights_only=True)
     assert packed["cfg"]["model"]["arch"] == "transformer"
     assert {t.dtype for t in packed["model"].values()} == {torch.float16}
     assert sorted(os.listdir(tmp_path / "packed")) == ["checkpoint.pt", "dict.txt", "spm.model"]
     kd_bin = tmp_path / "work" / "kd-bin"
-    os.remove(kd_bin / "done")  # as if killed after the teacher output's .bin, before its dictionaries
-    os.remove(kd_bin / "dict.tgt.txt")
+    mark = json.load(open(f"{kd_bin}.step.json"))
+    json.dump({**mark, "done": False}, open(f"{kd_bin}.step.json", "w"))  # as if killed after the teacher
+    os.remove(kd_bin / "dict.tgt.txt")                                     # output's .bin, before its dictionaries
     again = run("fairseq-wd-pipeline", *corpus, "--methods", "wd,kd,layer-copy", "--work-dir", tmp_path / "work")
-    assert "+ fairseq-train" not in again.stdout and again.stdout.count("done already") == 6
-    assert "+ fairseq-wd-distill-data" in again.stdout and (kd_bin / "dict.tgt.txt").exists()
-    assert os.path.exists(tmp_path / "work" / "ct2" / "wd" / "model.bin")
+    assert "+ fairseq-train" not in again.stdout and "redoing" not in again.stdout
+    assert again.stdout.count("done already") == 10, "data, teacher, 2 students, WD export, 3 CTranslate2, bench"
+    assert f"resuming: {kd_bin}" in again.stdout and "+ fairseq-wd-distill-data" in again.stdout
+    assert (kd_bin / "dict.tgt.txt").exists() and not os.path.exists(tmp_path / "work" / "stale")
+    assert os.path.exists(tmp_path / "work" / "ct2" / "tiny_wd_seed1" / "model.bin")
     assert (tmp_path / "work" / "results.md").read_text() == results
-
+    # a changed setting redoes its step and every step after it, and says why; the rest stays
+    changed = run("fairseq-wd-pipeline", *corpus, "--methods", "wd,kd,layer-copy", "--work-dir", tmp_path / "work",
+                  "--wd-args=--wd-separate-transforms")
+    redone = [line for line in changed.stdout.splitlines() if line.startswith("redoing")]
+    assert "'--wd-separate-transforms' added" in redone[0] and "tiny_wd_phase1_seed1:" in redone[0]
+    assert [line.split(":")[0].split(os.sep)[-1] for line in redone] == [
+        "tiny_wd_phase1_seed1", "tiny_wd_phase2_seed1", "tiny_wd_seed1", "bench"], "the export went with phase 1"
+    assert "input $WORK/tiny_wd_phase1_seed1/student.pt was redone or changed" in redone[1]
+    assert changed.stdout.count("+ fairseq-train") == 2 and f"done already: {tmp_path / 'work' / 'tiny_kd_seed1'}" in changed.stdout
+    assert any(name.startswith("tiny_wd_phase1_seed1@") for name in os.listdir(tmp_path / "work" / "stale"))
+    # back to the first settings: their outputs are taken back from stale/, nothing is trained
+    back = run("fairseq-wd-pipeline", *corpus, "--methods", "wd,kd,layer-copy", "--work-dir", tmp_path / "work")
+    assert "+ fairseq-train" not in back.stdout and back.stdout.count("taken back from") == 4
+    assert (tmp_path / "work" / "results.md").read_text() == results
 
 def test_pipeline_data_of_a_given_teacher_uses_its_vocabulary(corpus, uninterrupted, tmp_path):
     """A teacher given with its dictionary and sentencepiece model (here the one packed above): the
@@ -158,8 +208,9 @@ def test_pipeline_data_of_a_given_teacher_uses_its_vocabulary(corpus, uninterrup
 # once a line with the marker is printed and, for a training, once checkpoint_last.pt exists (a
 # mid-training resume, or one at --max-update before the step was marked done)
 KILLS = [("=== [1] corpus", None), ("+ fairseq-preprocess", None), ("/teacher ", "teacher"),
-         ("+ fairseq-wd-distill-data", None), ("/wd_phase1 ", "wd_phase1"), ("+ fairseq-wd-export", None),
-         ("/wd_phase2 ", "wd_phase2"), ("--to ctranslate2", None), ("+ fairseq-wd-bench", None)]
+         ("+ fairseq-wd-distill-data", None), ("/tiny_wd_phase1_seed1 ", "tiny_wd_phase1_seed1"),
+         ("+ fairseq-wd-export", None), ("/tiny_wd_phase2_seed1 ", "tiny_wd_phase2_seed1"), ("--to ctranslate2", None),
+         ("+ fairseq-wd-bench", None)]
 
 
 def kill_during(args, marker, training=None):
@@ -219,11 +270,13 @@ def test_pipeline_commands_of_every_method(tmp_path, monkeypatch):
         options.get_training_parser(), c[1:]) for c in commands if c[0] == "fairseq-train"}
     n = RECIPES["demo"].student_updates
     assert sum(a.max_update for a in trainings.values()) == n * len(models), "the same updates for every row"
+    assert all(name.startswith("small_") and name.endswith("_seed1") for name in trainings), "folders per size and seed"
+    trainings = {name[len("small_"):-len("_seed1")]: a for name, a in trainings.items()}
     assert trainings["wd_phase1"].max_update + trainings["wd_phase2"].max_update == n
-    kd, wd1, wd2 = trainings["small_kd"], trainings["wd_phase1"], trainings["wd_phase2"]
+    kd, wd1, wd2 = trainings["kd"], trainings["wd_phase1"], trainings["wd_phase2"]
     assert kd.extra_train_data == wd1.extra_train_data == wd2.extra_train_data == "kd-bin"
     assert kd.data == wd1.data == wd2.data and kd.criterion == wd2.criterion == "label_smoothed_cross_entropy"
-    assert trainings["small_seqkd"].data == "kd-bin" and trainings["small_scratch"].task == "translation"
+    assert trainings["seq_kd"].data == "kd-bin" and trainings["scratch"].task == "translation"
     assert ["fairseq-wd-init-student", "fairseq-wd-export"] == [c[0] for c in commands if c[0] != "fairseq-train"]
 
 

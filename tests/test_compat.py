@@ -11,7 +11,7 @@ from utils import REPO, TINY_DIMS, TRAIN_FLAGS, USER_DIR, run
 from fairseq_wd import compat
 
 NAMES = [fix.__name__ for fix in compat.PATCHES]
-FAIRSEQ_TRAIN = ("stop_at_max_update", "resume_with_the_same_batches")  # shown by fairseq-train runs, below
+FAIRSEQ_TRAIN = ("stop_at_max_update", "resume_with_the_same_batches", "resume_patience")  # shown by fairseq-train runs, below
 IN_ONE_PROCESS = [name for name in NAMES if name not in FAIRSEQ_TRAIN]
 
 
@@ -65,3 +65,21 @@ def test_a_resumed_or_rerun_training_ends_as_an_uninterrupted_one(data_bin, tmp_
     assert "nothing to train" in train("resumed") and same(state("resumed"), state("whole"))
     train("resumed", env={"FAIRSEQ_WD_NO_PATCH": "stop_at_max_update"})
     assert state("resumed")[0] == 9, "fairseq itself trains one update past --max-update"
+
+
+def test_a_resumed_training_keeps_its_patience_count(data_bin, tmp_path):
+    """resume_patience, through fairseq-train: with --maximize-best-checkpoint-metric on the falling valid
+    loss, every validation after the first is worse, so --patience 2 stops at the third validation
+    (update 6). A training stopped at update 4 and resumed stops there too; fairseq itself counts again."""
+    def train(folder, max_update, env=None):
+        out = run("fairseq-train", data_bin, "--user-dir", USER_DIR, "--arch", "transformer", *TINY_DIMS,
+                  "--save-dir", tmp_path / folder, *TRAIN_FLAGS, "--max-update", max_update, "--patience", "2",
+                  "--maximize-best-checkpoint-metric", "--validate-interval-updates", "2", "--save-interval-updates",
+                  "2", "--validate-interval", "1000", "--save-interval", "1000", env=env).stdout
+        saved = torch.load(tmp_path / folder / "checkpoint_last.pt", weights_only=True)
+        return saved["optimizer_history"][-1]["num_updates"], "early stop" in out
+
+    assert train("whole", 40) == (6, True)
+    for folder, env, stop in (("resumed", None, 6), ("fairseq", {"FAIRSEQ_WD_NO_PATCH": "resume_patience"}, 10)):
+        assert train(folder, 4, env) == (4, False)
+        assert train(folder, 40, env) == (stop, True), folder

@@ -8,7 +8,7 @@ from utils import TINY_DIMS, USER_DIR, run, train
 import fairseq_wd  # noqa: F401  (compat fixes + registration)
 from fairseq import options
 from fairseq.models.transformer import TransformerModel
-from fairseq_wd.cli.init_student import SizedDictionaries
+from fairseq_wd.layer_copy import SizedDictionaries
 
 
 def hypotheses(output):

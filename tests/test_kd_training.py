@@ -3,6 +3,7 @@ fairseq-wd-init-student, and their errors on bad input."""
 import os
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -96,6 +97,10 @@ def test_offline_topk_trains_without_teacher(data_bin, teacher, tmp_path):
     assert full.returncode != 0 and "train.000000.pt: File too large. Free disk space" in full.stderr
     assert os.listdir(tmp_path / "kd" / "chunks") == [], "no half-written chunk that a rerun would take as done"
     run(*distill)  # the disk has room again
+    # greedy decoding (--beam 1) outputs the argmax: the stored top-1 of every position is its output token
+    outputs = np.concatenate(read_split(tmp_path / "kd", "train", "tgt"))
+    top1 = np.load(tmp_path / "kd" / "train.src-tgt.topk_idx.npy")[:, 0]
+    assert len(top1) == len(outputs) and (top1 == outputs).all(), f"{(top1 != outputs).sum()} positions differ"
     proc = kd_train(tmp_path / "kd", tmp_path / "ckpt", "--criterion", "logit_kd", updates=2)
     assert "offline KD" in proc.stdout + proc.stderr and "kd_loss" in proc.stdout
     # Stored top-K carries the teacher's logits, not its hidden states: pkd must still run the teacher
@@ -170,3 +175,23 @@ def test_dictionary_mismatch_names_both_sizes(raw_dir, teacher, tmp_path):
     assert proc.returncode != 0
     sizes = re.search(r"target dictionary of (\d+) entries, but this data-bin's target dictionary has (\d+)", proc.stderr)
     assert sizes and sizes.group(1) != sizes.group(2), proc.stderr[-2000:]
+
+
+def test_same_size_dictionary_with_a_swapped_symbol_is_refused(raw_dir, data_bin, teacher, tmp_path):
+    """Sizes cannot tell a dictionary with two entries swapped from the teacher's; given the teacher's
+    dictionaries (--teacher-dict), training and distill-data name the first entry that differs."""
+    lines = (data_bin / "dict.tgt.txt").read_text().splitlines(keepends=True)
+    lines[0], lines[1] = lines[1], lines[0]
+    (tmp_path / "dict.tgt.txt").write_text("".join(lines))
+    run("fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt", "--trainpref", raw_dir / "train",
+        "--validpref", raw_dir / "valid", "--destdir", tmp_path / "bin", "--workers", "1",
+        "--srcdict", data_bin / "dict.src.txt", "--tgtdict", tmp_path / "dict.tgt.txt")
+    ours, theirs = lines[0].split()[0], lines[1].split()[0]  # entry 4 (after the 4 special symbols)
+    message = f"entry 4 is {ours!r} in the data but {theirs!r} for the teacher"
+    proc = kd_train(tmp_path / "bin", tmp_path / "ckpt", "--teacher-path", teacher, "--teacher-dict", data_bin,
+                    "--criterion", "logit_kd", check=False)
+    assert proc.returncode != 0 and message in proc.stderr and "--tgtdict" in proc.stderr, proc.stderr[-2000:]
+    assert "train_inner" not in proc.stdout
+    proc = run("fairseq-wd-distill-data", tmp_path / "bin", "--path", teacher, "--teacher-dict", data_bin,
+               "--gen-subset", "valid", "--cpu", "--dest", tmp_path / "kd", check=False)
+    assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]

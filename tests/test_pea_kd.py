@@ -13,7 +13,7 @@ import fairseq_wd  # noqa: F401
 from fairseq import options
 from fairseq.models import ARCH_MODEL_REGISTRY
 from fairseq.models.transformer import TransformerModel
-from fairseq_wd.cli.init_student import SizedDictionaries
+from fairseq_wd.layer_copy import SizedDictionaries
 from fairseq_wd.cli.pipeline import get_parser
 from fairseq_wd.pipeline.experiment import Pipeline
 from fairseq_wd.recipes import RECIPES
@@ -180,8 +180,8 @@ def test_pipeline_pea_kd_commands_parse_with_fairseq_train(tmp_path, monkeypatch
         ("sps_transformer_tiny", "logit_kd", n), ("wd_transformer_tiny", "ptp", n // 2),
         ("wd_transformer_tiny", "logit_kd", n - n // 2), ("sps_transformer_tiny", "ptp", n // 2),
         ("sps_transformer_tiny", "pkd", n - n // 2)]
-    assert parsed[2].finetune_from_model == str(tmp_path / "tiny_ptp_logit_kd_ptp" / "checkpoint_best.pt")
-    assert parsed[4].finetune_from_model == str(tmp_path / "tiny_pea_kd_ptp" / "checkpoint_best.pt")
+    assert parsed[2].finetune_from_model == str(tmp_path / "tiny_ptp_logit_kd_ptp_seed1" / "checkpoint_best.pt")
+    assert parsed[4].finetune_from_model == str(tmp_path / "tiny_pea_kd_ptp_seed1" / "checkpoint_best.pt")
     assert all(a.teacher_path == "teacher.pt" for a in parsed)
 
 

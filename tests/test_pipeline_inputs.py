@@ -39,17 +39,19 @@ def test_pipeline_from_a_bpe_data_bin_and_a_given_teacher(tmp_path):
     work = tmp_path / "work"
     proc = run("fairseq-wd-pipeline", "--data-bin", data_bin, "--teacher", teacher, "--post-process", "subword_nmt",
                "--references", reference, "--references", reference, "--methods", "wd", "--update-scale", "0.02",
-               "--bench-repeats", "1", "--train-args=--max-tokens 600", "--work-dir", work)
+               "--bench-repeats", "1", "--train-args=--max-tokens 600", "--shortlist", "--work-dir", work)
     assert "the given data-bin" in proc.stdout and not os.path.exists(work / "data-bin")
+    assert (work / "shortlist" / "vmap.txt").exists() and "--train-data" in proc.stdout, "built from the teacher output"
     report = json.load(open(work / "bench" / "bench.json"))
-    rows = {m["name"]: m for m in report["models"]}
+    rows = {m["name"]: m for m in report["models"] if not m["name"].endswith(" + shortlist")}
     assert list(rows) == ["teacher", "TINY WD (orig+teacher-out, generator then CE)", "teacher, CTranslate2 int8",
                           "TINY WD (orig+teacher-out, generator then CE), CTranslate2 int8"]
+    assert [m["name"] for m in report["models"]] == [n for name in rows for n in (name, f"{name} + shortlist")]
     assert "nrefs:2" in report["settings"]["sacrebleu"] and report["settings"]["sentences"] == 20
     for name in rows:
         assert "@@" not in (work / "bench" / f"{name}.hyp").read_text(), f"{name}: BPE removed before BLEU"
     assert rows["teacher"]["bleu"] > 20, "hypotheses and references line up, so the toy teacher scores"
-    student = torch.load(work / "wd_phase2" / "checkpoint_last.pt", weights_only=True)["cfg"]["model"]
+    student = torch.load(work / "tiny_wd_phase2_seed1" / "checkpoint_last.pt", weights_only=True)["cfg"]["model"]
     assert (student.encoder_embed_dim, student.encoder_layers, student.decoder_embed_dim) == (32, 2, 16), \
         "the student keeps the given teacher's encoder, not the budget's"
     assert "| TINY WD" in (work / "results.md").read_text()
@@ -76,6 +78,9 @@ def test_pipeline_refuses_bad_input_before_any_work(data_bin, teacher, tmp_path)
         "--validpref", tmp_path / "valid.bpe", "--testpref", tmp_path / "test.bpe", "--destdir", other, "--workers", "1",
         "--padding-factor", "1")  # 22 entries; the teacher's dictionary has 24 rows
     assert "not the teacher's dictionary" in refused("--data-bin", other, "--teacher", teacher)
+    rows = (data_bin / "dict.tgt.txt").read_text().splitlines()
+    (tmp_path / "swapped.txt").write_text("\n".join([rows[1], rows[0], *rows[2:]]) + "\n")  # same size
+    assert "entry 4 is" in refused("--data-bin", data_bin, "--teacher", teacher, "--teacher-dict", tmp_path / "swapped.txt")
     assert "decoder has 3 layers and the student's 2" in refused("--student", "small")
     assert "decoder has 5 layers" in refused("--student", "small", "--train-teacher",
                                              "--teacher-args=--decoder-layers 5")

@@ -11,16 +11,26 @@ BLEU means nothing.
 
     python examples/benchmarks/paper_speed.py --work-dir runs/paper_speed                 # all six
     python examples/benchmarks/paper_speed.py --models base --sentences 16 --repeats 1    # a quick look
+    python examples/benchmarks/paper_speed.py --models base --candidates                  # no shortlist rows
 
 Targets (issue 11) on the 2-core CPU: TINY of base >= 3.5x the base teacher in fairseq, >= 6x
 through CTranslate2 int8 (checked both against the CTranslate2 teacher and against the fairseq one).
 --profile splits where fairseq's decoding time goes for each fairseq model: encoder, decoder layers,
 output projection, log-softmax, the decoder's embeddings and norms, cache reordering, and beam
 search with the rest of the generator (top-k, finalizing hypotheses).
-Writes speed.md to --work-dir; models and data are kept there and reused.
+
+Shortlists (--candidates, default 1000 2000 4000): every model also decoded with a synthetic vmap.txt
+whose batch of 64 has about that many candidate targets of the 32k (fairseq: --task distillation
+--shortlist; CTranslate2 int8: use_vmap), as `fairseq-wd-bench --shortlist` does. With random tokens a
+real IBM-1 shortlist means nothing, so the file is built to a size (`synthetic_vmap`): 100 targets always
+allowed, and per source token k random targets of a pool of N - 104, k chosen so that the ~1560
+distinct source tokens of a batch of 64 cover about 99% of the pool; the bench measures the mean
+candidate set actually reached. With --profile, each fairseq model is profiled with the smallest too.
+Writes speed.md to --work-dir; models, data and shortlists are kept there and reused.
 """
 import argparse
 import json
+import math
 import os
 import random
 import subprocess
@@ -33,6 +43,8 @@ import fairseq_wd  # noqa: F401  (registers the wd_* archs)
 from fairseq import checkpoint_utils, options, tasks
 from fairseq.data import Dictionary, indexed_dataset
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+from fairseq_wd import shortlist as sl
+from fairseq_wd import shortlist_generator
 from fairseq_wd.checkpoints import save_plain_transformer
 from fairseq_wd.deploy import ct2
 
@@ -89,14 +101,39 @@ def make_model(path, data, arch, dims, seed=1):
     print(f"wrote {path}: {' '.join([arch, *dims])}, {params / 1e6:.1f}M parameters")
 
 
+def synthetic_vmap(path, data, candidates, batch=64, mean_length=25, always=100, seed=1):
+    """A vmap.txt for `data`'s 32k dictionary whose batch of `batch` random sources (~mean_length tokens
+    each) has about `candidates` candidate targets: the `always` first targets, and per source token k
+    random targets of a pool of the next candidates - always - nspecial, k such that the batch's distinct
+    source tokens hit ~99% of the pool (1 - exp(-D k / pool) with D the expected distinct tokens)."""
+    if os.path.exists(path):
+        return path
+    d = Dictionary.load(os.path.join(data, "dict.tgt.txt"))
+    regular = list(range(d.nspecial, len(d)))
+    pool = regular[always:candidates - d.nspecial]
+    distinct = len(regular) * (1 - math.exp(-batch * mean_length / len(regular)))
+    k = max(1, math.ceil(4.6 * len(pool) / distinct))
+    rng = random.Random(seed)
+    rules = {d[s]: [d[t] for t in sorted(rng.sample(pool, k))] for s in regular}
+    sl.write_vmap(sl.Vmap(always=[d[t] for t in regular[:always]], rules=rules), path, d, d)
+    print(f"wrote {path}: {always} always, {k} of a pool of {len(pool)} per source token")
+    return path
+
+
+def label(candidates):
+    return f"{candidates // 1000}k" if candidates % 1000 == 0 else str(candidates)
+
+
 class PartTimer:
     """Wall time spent in parts of one model while fairseq's SequenceGenerator runs, by wrapping the
     methods the generator calls (CPU ops are synchronous, so wall time is their cost). Nested parts
     are subtracted in `split`."""
 
-    def __init__(self, model):
+    def __init__(self, model, shortlist=False):
         self.seconds = {}
         dec = model.decoder
+        if shortlist:  # the candidate rows' projection: the generator shadows output_layer with it per batch
+            self.wrap(shortlist_generator, "project", "output projection")
         self.wrap(model.encoder, "forward_torchscript", "encoder")
         self.wrap(dec, "forward", "decoder")
         for layer in dec.layers:
@@ -128,14 +165,16 @@ class PartTimer:
         return s
 
 
-def profile(path, data, a):
+def profile(path, data, a, vmap=None):
     """One fairseq decoding pass of `path` over the data-bin, set up as fairseq-generate sets it up
-    (beam 6, batch 64, outputs of --length tokens), split into parts: (seconds, {part: seconds})."""
+    (beam 6, batch 64, outputs of --length tokens; with `vmap`, over its candidates), split into parts:
+    (seconds, {part: seconds})."""
     torch.set_num_threads(a.threads)
     L = str(a.length)
     args = options.parse_args_and_arch(options.get_generation_parser(), [
         data, "--user-dir", USER_DIR, "--path", path, "--beam", "6", "--batch-size", "64", "--cpu",
-        "--min-len", L, "--max-len-a", "0", "--max-len-b", L])
+        "--min-len", L, "--max-len-a", "0", "--max-len-b", L,
+        *(["--task", "distillation", "--shortlist", vmap] if vmap else [])])
     cfg = convert_namespace_to_omegaconf(args)
     task = tasks.setup_task(cfg.task)
     models, _ = checkpoint_utils.load_model_ensemble([path], task=task)
@@ -144,7 +183,7 @@ def profile(path, data, a):
     generator = task.build_generator(models, cfg.generation)
     batches = task.get_batch_iterator(task.dataset(cfg.dataset.gen_subset), max_sentences=cfg.dataset.batch_size,
                                       required_batch_size_multiple=cfg.dataset.required_batch_size_multiple)
-    timer, total = PartTimer(models[0]), 0.0
+    timer, total = PartTimer(models[0], shortlist=bool(vmap)), 0.0
     with torch.no_grad():
         for sample in batches.next_epoch_itr(shuffle=False):
             start = time.perf_counter()
@@ -174,14 +213,45 @@ def speed_table(rows, names):
     return lines
 
 
-def profile_table(models, data, a):
-    """Why a student is not faster: the parts of each fairseq model's decoding time."""
+def shortlist_table(report, names, candidates):
+    """Per engine, each model's sentences/s without and with each shortlist (and the speed-up over itself
+    without), the candidate sets the bench measured, and the targets read with the shortlist."""
+    rows = {m["name"]: m for m in report["models"]}
+    sizes = {s["label"]: s for s in report["shortlists"]}
+    labels = [label(c) for c in candidates]
+    lines = ["Shortlists: mean candidate set per batch of 64 (measured by the bench): " + ", ".join(
+        f"{x}: {sizes[x]['candidates_mean']:.0f} of {sizes[x]['vocab_size']} ({sizes[x]['candidates_share']:.1%})"
+        for x in labels) + ". sentences/s, and the speed-up over the same model without a shortlist:", "",
+             "| model | engine | no shortlist | " + " | ".join(f"+ shortlist {x}" for x in labels) + " |",
+             "|---|---|---|" + "---|" * len(labels)]
+    for engine, suffix in (("fairseq", ""), ("CT2 int8", " (CT2 int8)")):
+        for n in names:
+            plain = rows[n + suffix]["sentences_per_s"]
+            cells = [f"{rows[f'{n}{suffix} + shortlist {x}']['sentences_per_s']:.2f} "
+                     f"({rows[f'{n}{suffix} + shortlist {x}']['sentences_per_s'] / plain:.2f}x)" for x in labels]
+            lines.append(f"| {n} | {engine} | {plain:.2f} | " + " | ".join(cells) + " |")
+    if "base TINY" in names:
+        teacher = rows["base"]["sentences_per_s"]
+        lines += ["", "TINY with a shortlist against the plain fairseq base teacher (targets 3.5x in fairseq, "
+                      "6x through CTranslate2 int8):"]
+        for x in labels:
+            fs = rows[f"base TINY + shortlist {x}"]["sentences_per_s"] / teacher
+            ct = rows[f"base TINY (CT2 int8) + shortlist {x}"]["sentences_per_s"] / teacher
+            lines.append(f"- shortlist {x}: fairseq {fs:.2f}x ({'met' if fs >= 3.5 else 'MISSED'}), "
+                         f"CT2 int8 {ct:.2f}x ({'met' if ct >= 6 else 'MISSED'})")
+    return lines
+
+
+def profile_table(models, data, a, vmaps=()):
+    """Why a student is not faster: the parts of each fairseq model's decoding time (and with the first
+    of `vmaps`, (label, path), where the shortlist moves it)."""
     lines = ["| model | seconds | " + " | ".join(PARTS) + " |", "|---|---|" + "---|" * len(PARTS)]
     for name, path in models.items():
         if not ct2.is_model_dir(path):
-            total, split = profile(path, data, a)
-            shares = " | ".join(f"{100 * split[k] / total:.0f}%" for k in PARTS)
-            lines.append(f"| {name} | {total:.1f} | {shares} |")
+            for suffix, vmap in [("", None), *[(f" + shortlist {x}", v) for x, v in vmaps[:1]]]:
+                total, split = profile(path, data, a, vmap)
+                shares = " | ".join(f"{100 * split[k] / total:.0f}%" for k in PARTS)
+                lines.append(f"| {name}{suffix} | {total:.1f} | {shares} |")
     return ["Where fairseq's decoding time goes (one pass, same data and settings; share of the wall time):", "",
             *lines]
 
@@ -214,22 +284,32 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3, help="interleaved timed runs; speed is the median (default 3)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads (default: torch's)")
     p.add_argument("--profile", action="store_true", help="also split fairseq's decoding time into parts, per model")
+    p.add_argument("--candidates", type=int, nargs="*", default=[1000, 2000, 4000],
+                   help="shortlist rows: a synthetic vmap per size, about that many candidate targets per batch "
+                        "of 64 (default 1000 2000 4000; none: no shortlist rows)")
     p.add_argument("--work-dir", default="runs/paper_speed")
     a = p.parse_args(argv)
+    if any(not 200 <= c <= 32000 for c in a.candidates):
+        p.error("--candidates: sizes between 200 and 32000")
     names = [n for n in MODELS if MODELS[n][0] in a.models]
     data, models = prepare(a, names)
+    vmaps = [(label(c), synthetic_vmap(os.path.join(a.work_dir, f"vmap-{c}.txt"), data, c)) for c in a.candidates]
     bench = os.path.join(a.work_dir, "bench")
     started, load = time.time(), os.getloadavg()[0]  # other processes on the CPU slow small ops most
     sh(sys.executable, "-m", "fairseq_wd.cli.bench", data, *[f"--model={n}={p}" for n, p in models.items()],
+       *[f"--shortlist={x}={v}" for x, v in vmaps],
        "--post-process", "none", "--cpu", "--threads", a.threads, "--repeats", a.repeats,
        "--min-len", a.length, "--max-len-a", 0, "--max-len-b", a.length, "--output-dir", bench)
-    rows = {m["name"]: m for m in json.load(open(os.path.join(bench, "bench.json")))["models"]}
+    report = json.load(open(os.path.join(bench, "bench.json")))
+    rows = {m["name"]: m for m in report["models"]}
     lines = [f"Decoding speed at the WD paper's sizes: random weights, 32k joint vocabulary, {a.sentences} sentences "
              f"of 15-35 tokens, every output {a.length} tokens, beam 6, batch 64, CPU, {a.threads} threads, "
              f"median of {a.repeats} interleaved runs (bench took {(time.time() - started) / 60:.1f} min; "
              f"load average {load:.1f} when it started).", "", *speed_table(rows, names)]
+    if vmaps:
+        lines += ["", *shortlist_table(report, names, a.candidates)]
     if a.profile:
-        lines += ["", *profile_table(models, data, a)]
+        lines += ["", *profile_table(models, data, a, vmaps)]
     report = "\n".join(lines) + "\n"
     print("\n" + report)
     with open(os.path.join(a.work_dir, "speed.md"), "w") as f:

@@ -1,20 +1,27 @@
-"""`fairseq-wd-bench`: BLEU and decoding speed of several checkpoints under identical settings.
+"""`fairseq-wd-bench`: BLEU, chrF and decoding speed of several checkpoints under identical settings.
 
 Each model is decoded by `fairseq-generate` itself (beam 6, lenpen 1.0, batch 64 by default, as the
-WD authors; same threads for all), `--repeats` times with the models interleaved, so machine drift
-hits every model alike; speed is the median of fairseq-generate's own timer. A CTranslate2 folder
+WD authors; same threads for all), `--repeats` times, the model order rotating between rounds so
+that machine drift hits every model alike; speed is the median of fairseq-generate's own timer, its
+first batch decoded once untimed before (a fresh process's one-time costs). A CTranslate2 folder
 (`fairseq-wd-export --to ctranslate2`) is decoded by CTranslate2 with the same beam, length penalty,
-batches, length limits (--max-len-a/-b, --min-len) and threads, timed around its translate calls.
-Every test sentence must get a hypothesis. Hypotheses are scored with sacrebleu (signature printed)
-against the raw references (`--references`) or the post-processed targets of the data-bin.
+batches, length limits (--max-len-a/-b, --min-len), threads and warm-up, timed around its translate calls.
+Every test sentence must get a hypothesis. Hypotheses are scored with sacrebleu (BLEU and chrF,
+signatures printed) against the raw references (`--references`) or the post-processed targets of the
+data-bin (an unknown word written `<<unk>>`, as fairseq's scorer does, so that `<unk>` is not credited).
 
-    fairseq-wd-bench data-bin --model teacher=teacher.pt --model wd=student.pt \\
-        --references raw/test.ro --output-dir bench/ [--cpu] [--generate-args='--nbest 1']
+    fairseq-wd-bench data-bin --model teacher=teacher.pt --model wd=seed1.pt --model wd=seed2.pt \\
+        --references raw/test.ro --output-dir bench/ [--cpu] [--compare "wd=kd"] [--focus wd]
 
-Options bench does not know are refused (a typo would otherwise go unnoticed); other fairseq-generate
-options go in --generate-args, which only the fairseq rows get. The first model is the reference
-for speed-up and size ratio. Writes bench.md, bench.json, bench.png (with matplotlib) and NAME.hyp
-per model to --output-dir.
+A NAME given several times is one row of several seeds: BLEU and chrF are their mean and sd, speed is
+the first seed's. Every row is tested against the first (sacrebleu's paired bootstrap), and the
+`--compare ROW=BASELINE` pairs too. Options bench does not know are refused (a typo would otherwise go
+unnoticed); other fairseq-generate options go in --generate-args, which only the fairseq rows get.
+The first model is the reference for speed-up and size ratio. Writes bench.md, bench.json, bench.png
+(with matplotlib), sentences.tsv and NAME.hyp per model (NAME.seedK.hyp for further seeds) to --output-dir.
+
+`--shortlist vmap.txt` (fairseq-wd-shortlist) adds after every model a row `NAME + shortlist` decoded over
+each batch's candidate targets (bench_shortlist.py), tested against its plain row, and a Shortlist section.
 """
 import argparse
 import contextlib
@@ -22,24 +29,25 @@ import io
 import json
 import os
 import shlex
-import statistics
 import sys
 
-import sacrebleu
 import torch
 
 from fairseq import options
 
 from ..checkpoints import CheckpointError
-from ..decoding import USER_DIR, DecodingError, Settings, TestSet, decoder_for
+from .. import evaluation
+from .. import shortlist as sl
+from ..decoding import USER_DIR, DecodingError, Settings, TestSet, decode_rows
 from ..deploy import ct2
+from . import bench_shortlist
 from .bench_report import markdown_table, plot
 
 # fairseq-generate options that bench sets for every row (CTranslate2's included): the bench option to use
 OWNED = {"--path": "--model", "--gen-subset": "--gen-subset", "--beam": "--beam", "--lenpen": "--lenpen",
          "--batch-size": "--batch-size", "--max-sentences": "--batch-size", "--max-len-a": "--max-len-a",
          "--max-len-b": "--max-len-b", "--min-len": "--min-len", "--post-process": "--post-process",
-         "--remove-bpe": "--post-process", "--cpu": "--cpu", "--user-dir": None}
+         "--remove-bpe": "--post-process", "--cpu": "--cpu", "--user-dir": None, "--shortlist": "--shortlist"}
 
 
 class BenchError(RuntimeError):
@@ -52,7 +60,16 @@ def get_parser():
     p.add_argument("data", help="the binarized data-bin (fairseq-preprocess output) holding --gen-subset")
     p.add_argument("--model", action="append", required=True, metavar="NAME=CHECKPOINT",
                    help="a model to decode: a fairseq checkpoint, or a CTranslate2 folder (fairseq-wd-export "
-                        "--to ctranslate2), decoded with the same settings; repeat. The first is the reference")
+                        "--to ctranslate2), decoded with the same settings; repeat. The first is the reference. "
+                        "The same NAME again adds a seed to that row: BLEU and chrF are the seeds' mean and sd, "
+                        "each seed decoded once; speed is timed (--repeats) on the first seed")
+    p.add_argument("--compare", action="append", default=[], metavar="ROW=BASELINE",
+                   help="also test row ROW against row BASELINE (paired bootstrap, sacrebleu), as written in "
+                        "--model; a name cannot hold '=', so the pair splits at its one '='. Every row is "
+                        "tested against the first model anyway. Repeat for more pairs")
+    p.add_argument("--focus", metavar="NAME",
+                   help="the row whose worst sentences against the first model (by sentence chrF) bench.md "
+                        "shows (default: the last fairseq row)")
     p.add_argument("--gen-subset", default="test", help="split to decode (default: test)")
     p.add_argument("--beam", type=int, default=6, help="beam size (default 6, as the WD authors)")
     p.add_argument("--lenpen", type=float, default=1.0, help="length penalty (default 1.0)")
@@ -72,10 +89,18 @@ def get_parser():
                    help="fairseq-generate --post-process for the hypotheses (default: sentencepiece)")
     p.add_argument("--references", action="append", metavar="FILE",
                    help="raw (detokenized) reference file, one line per test sentence in data-bin order; repeat "
-                        "for multiple references (NIST). Default: the data-bin targets, post-processed")
+                        "for multiple references (NIST). Default: the data-bin targets, post-processed, an "
+                        "unknown word written <<unk>> as fairseq's scorer does (a hypothesis' <unk> never matches)")
     p.add_argument("--tokenize", default="13a", help="sacrebleu tokenizer (13a; zh for Chinese targets)")
-    p.add_argument("--lowercase", action="store_true", help="case-insensitive BLEU (as NIST Zh-En is reported)")
-    p.add_argument("--output-dir", default="bench", help="where bench.md / .json / .png go (default: bench)")
+    p.add_argument("--lowercase", action="store_true",
+                   help="case-insensitive BLEU and chrF (as NIST Zh-En is reported)")
+    p.add_argument("--output-dir", default="bench",
+                   help="where bench.md / .json / .png and sentences.tsv go (default: bench)")
+    p.add_argument("--shortlist", action="append", default=[], metavar="[LABEL=]VMAP_TXT",
+                   help="a lexical shortlist (fairseq-wd-shortlist): after every model a row 'NAME + shortlist' "
+                        "decoded over each batch's candidates (fairseq rows: --task distillation --shortlist; "
+                        "CTranslate2 rows: use_vmap), tested against its plain row; bench.md gains a Shortlist "
+                        "section. Repeat with LABEL=FILE for several (rows 'NAME + shortlist LABEL')")
     p.add_argument("--generate-args", default="", metavar="'OPTIONS'",
                    help="more fairseq-generate options in one string, e.g. --generate-args='--unkpen 1'. "
                         "Only the fairseq rows get them, CTranslate2 rows do not; options bench sets itself "
@@ -89,6 +114,9 @@ def generate_args(args):
     extra = shlex.split(args.generate_args)
     for token in extra:
         name = token.split("=")[0]
+        if name == "--shortlist":
+            raise BenchError("--generate-args: --shortlist would change the plain rows; use fairseq-wd-bench's "
+                             "--shortlist, which adds a shortlist row per model")
         if name in OWNED:
             use = f"use fairseq-wd-bench's {OWNED[name]}" if OWNED[name] else "fairseq-wd-bench passes the plugin's"
             raise BenchError(f"--generate-args: {name} is set by fairseq-wd-bench for every row; {use}")
@@ -102,78 +130,99 @@ def generate_args(args):
         raise BenchError(f"--generate-args: fairseq-generate refuses {args.generate_args!r}: {why}") from None
     if unknown:
         raise BenchError(f"--generate-args: fairseq-generate does not know {' '.join(unknown)}")
+    task = [v for k, v in zip(extra, extra[1:] + [""]) if k == "--task"] + [
+        t.partition("=")[2] for t in extra if t.startswith("--task=")]
+    if args.shortlist and any(t != "distillation" for t in task):
+        raise BenchError(f"--generate-args: --task {task[-1]} with --shortlist: the shortlist rows decode with "
+                         "--task distillation (which loads any translation checkpoint); drop --task")
     return extra
 
 
 def parse_models(specs):
-    models = []
+    """{name: [path of each seed]}, in the order the names first appear."""
+    models = {}
     for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
             raise BenchError(f"--model {spec!r}: write NAME=CHECKPOINT, e.g. --model teacher=checkpoints/teacher.pt")
         if not (os.path.isfile(path) or ct2.is_model_dir(path)):
             raise BenchError(f"--model {name}: {path} is neither a checkpoint file nor a CTranslate2 model folder")
-        models.append((name, path))
-    if len({n for n, _ in models}) != len(models):
-        raise BenchError("--model names must be unique")
+        models.setdefault(name, []).append(path)
     return models
 
 
+def parse_compares(specs, names):
+    """[(row, baseline)] of --compare ROW=BASELINE; names hold no '=' (--model splits at its first)."""
+    pairs = []
+    for spec in specs:
+        parts = spec.split("=")
+        if len(parts) != 2 or not all(parts):
+            raise BenchError(f"--compare {spec!r}: write ROW=BASELINE, two --model names joined by one '='")
+        unknown = [n for n in parts if n not in names]
+        if unknown:
+            raise BenchError(f"--compare {spec!r}: no --model named {unknown[0]!r}; the rows are {names}")
+        if parts[0] == parts[1]:
+            raise BenchError(f"--compare {spec!r}: a row against itself")
+        pairs.append(tuple(parts))
+    return pairs
+
+
+def read_references(paths, test):
+    references = [test.targets]
+    if paths:
+        references = [open(r, encoding="utf-8").read().splitlines() for r in paths]
+        for path, lines in zip(paths, references):
+            if len(lines) != len(test):
+                raise BenchError(f"--references {path} has {len(lines)} lines, the '{test.subset}' split {len(test)}")
+    return references
+
+
 def run(args):
-    models = parse_models(args.model)
+    plain = parse_models(args.model)
+    specs = bench_shortlist.parse(args.shortlist)
+    models, plain_of = bench_shortlist.expand(plain, specs)  # each model followed by its shortlist rows
+    compares = parse_compares(args.compare, list(models))
+    if args.focus is not None and args.focus not in models:
+        raise BenchError(f"--focus {args.focus!r}: no --model of that name; the rows are {list(models)}")
+    if args.repeats < 1:
+        raise BenchError("--repeats must be at least 1")
     extra = generate_args(args)
     device = "cpu" if args.cpu or not torch.cuda.is_available() else "cuda"
     alike = Settings(args.beam, args.lenpen, args.batch_size, args.max_len_a, args.max_len_b, args.min_len,
                      args.threads, device, tuple(extra))
-    decoders = {name: decoder_for(path, alike) for name, path in models}
     test = TestSet(args.data, args.gen_subset, args.post_process)
-    expected = len(test)
-    references = [test.targets]
-    if args.references:
-        references = [open(r, encoding="utf-8").read().splitlines() for r in args.references]
-        for path, lines in zip(args.references, references):
-            if len(lines) != expected:
-                raise BenchError(f"--references {path} has {len(lines)} lines, the '{args.gen_subset}' split {expected}")
-    sizes = {name: decoder.size() for name, decoder in decoders.items()}
-    runs = {name: [] for name in decoders}
-    hypotheses = {}
-    for r in range(args.repeats):
-        for name, decoder in decoders.items():
-            print(f"| bench: run {r + 1}/{args.repeats}, {name}", file=sys.stderr, flush=True)
-            hyps, sent_s, tok_s = decoder.translate(test)
-            if len(hyps) != expected:
-                missing = sorted(set(range(expected)) - set(hyps))[:10]
-                raise BenchError(f"{name}: {len(hyps)} hypotheses for {expected} sentences (missing ids "
-                                 f"{missing}...); is --max-source-positions too small for the test set?")
-            runs[name].append((sent_s, tok_s))
-            hypotheses.setdefault(name, [hyps[i] for i in range(expected)])
+    references = read_references(args.references, test)
+    bench_shortlist.check(specs, args.data, args.gen_subset, test.src, test.tgt, args.batch_size)  # before decoding
+    rows = bench_shortlist.decoders(models, plain_of, alike, args.output_dir)
+    sizes = {name: decoders[0].size() for name, decoders in rows.items()}
+    engines = {name: "ctranslate2" if ct2.is_model_dir(paths[0]) else "fairseq" for name, paths in models.items()}
+    focus = args.focus or next((n for n in reversed(plain) if engines[n] == "fairseq"), None)
+    seeds, timed = decode_rows(rows, test, args.repeats,
+                               log=lambda line: print(f"| bench: {line}", file=sys.stderr, flush=True))
+    scorer = evaluation.Scorer(references, args.tokenize, args.lowercase)
+    compares += [(row, name) for row, (name, _) in plain_of.items() if (row, name) not in compares]
+    scored, sources, sentence_chrf = evaluation.score_bench(
+        models, seeds, timed, sizes, engines, test, scorer,
+        test.length_limits(args.batch_size, args.max_len_a, args.max_len_b), compares, focus)
+    bench_shortlist.annotate(scored, specs, plain_of, args.batch_size)
+    signatures = scorer.signatures
+    settings = {
+        "data": args.data, "gen_subset": args.gen_subset, "sentences": len(test), "beam": args.beam,
+        "lenpen": args.lenpen, "batch_size": args.batch_size, "max_len_a": args.max_len_a,
+        "max_len_b": args.max_len_b, "min_len": args.min_len, "repeats": args.repeats, "threads": args.threads,
+        "device": device, "generate_args": extra, "shortlists": [s.path for s in specs],
+        "sacrebleu": signatures["bleu"], "sacrebleu_chrf": signatures["chrf"],
+        "bootstrap_samples": evaluation.BOOTSTRAP_SAMPLES,
+        "generate_args_note": "given to the fairseq rows only; CTranslate2 rows do not get them"}
+    report = {"settings": settings, **scored}
     os.makedirs(args.output_dir, exist_ok=True)
-    rows, signature = [], None
-    for name, path in models:
-        bleu = sacrebleu.BLEU(tokenize=args.tokenize, lowercase=args.lowercase)
-        score = bleu.corpus_score(hypotheses[name], references)
-        signature = str(bleu.get_signature())
-        with open(os.path.join(args.output_dir, f"{name}.hyp"), "w", encoding="utf-8") as f:
-            f.writelines(h + "\n" for h in hypotheses[name])
-        params, weights = sizes[name]
-        rows.append({"name": name, "path": path, "params": params, "weights_bytes": weights,
-                     "weights_mb": round(weights / 2 ** 20, 2),
-                     "bleu": round(score.score, 2),
-                     "sentences_per_s": statistics.median(s for s, _ in runs[name]),
-                     "tokens_per_s": statistics.median(t for _, t in runs[name]),
-                     "runs": [{"sentences_per_s": s, "tokens_per_s": t} for s, t in runs[name]]})
-    ref = rows[0]
-    for row in rows:
-        row["speedup"] = round(row["sentences_per_s"] / ref["sentences_per_s"], 2)
-        row["size_ratio"] = round(row["params"] / ref["params"], 2) if row["params"] and ref["params"] else None
-        row["bleu_vs_first"] = round(row["bleu"] - ref["bleu"], 2)
-    settings = {"data": args.data, "gen_subset": args.gen_subset, "sentences": expected, "beam": args.beam,
-                "lenpen": args.lenpen, "batch_size": args.batch_size, "max_len_a": args.max_len_a,
-                "max_len_b": args.max_len_b, "min_len": args.min_len, "repeats": args.repeats,
-                "threads": args.threads, "device": device,
-                "generate_args": extra, "sacrebleu": signature,
-                "generate_args_note": "given to the fairseq rows only; CTranslate2 rows do not get them"}
-    report = {"settings": settings, "models": rows}
+    for name, decoded in seeds.items():
+        for k, d in enumerate(decoded, 1):
+            with open(os.path.join(args.output_dir, f"{name}.hyp" if k == 1 else f"{name}.seed{k}.hyp"), "w",
+                      encoding="utf-8") as f:
+                f.writelines(h + "\n" for h in d.hypotheses)
+    evaluation.write_sentences(os.path.join(args.output_dir, "sentences.tsv"), sources, references[0],
+                               {name: d[0].hypotheses for name, d in seeds.items()}, sentence_chrf)
     table = markdown_table(report)
     with open(os.path.join(args.output_dir, "bench.md"), "w") as f:
         f.write(table)
@@ -192,7 +241,7 @@ def main(argv=None):
                      "--generate-args='...', which CTranslate2 rows do not get)")
     try:
         run(args)
-    except (BenchError, DecodingError, CheckpointError, ct2.DeployError) as e:
+    except (BenchError, DecodingError, CheckpointError, ct2.DeployError, sl.VmapError) as e:
         sys.exit(f"fairseq-wd-bench: error: {e}")
 
 

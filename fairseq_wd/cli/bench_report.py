@@ -1,30 +1,59 @@
-"""How a `fairseq-wd-bench` report is shown: a table shaped like the WD paper's, and BLEU vs speed."""
+"""How a `fairseq-wd-bench` report is shown: a table shaped like the WD paper's, the significance
+tests, the output checks, the focus row's worst sentences, and BLEU against speed.
+
+The tables after the first name a model `#N name`, N being its row (and its marker in bench.png)."""
 import logging
 
+from .. import evaluation
+
 logger = logging.getLogger(__name__)
+LABEL_OFFSETS = [(6, 5), (6, -14), (-14, 5), (-14, -14)]  # points apart, so that close markers' numbers do not overlap
 
 
 def markdown_table(report):
     s = report["settings"]
-    first = report["models"][0]["name"]
+    models = report["models"]
+    first = models[0]["name"]
     lines = [
-        f"| model | params | size ratio | weights MB | BLEU | BLEU vs {first} | sentences/s | tokens/s | speed-up |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| # | model | seeds | params | size ratio | weights MB | BLEU | BLEU vs {first} | chrF | sentences/s | "
+        "tokens/s | speed-up |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for m in report["models"]:
+    for n, m in enumerate(models, 1):
         params = f"{m['params'] / 1e6:.2f}M" if m["params"] else "-"
         ratio = f"{m['size_ratio']:.2f}" if m["size_ratio"] else "-"
-        lines.append(f"| {m['name']} | {params} | {ratio} | {m['weights_mb']:.1f} | "
-                     f"{m['bleu']:.2f} | {m['bleu_vs_first']:+.2f} | {m['sentences_per_s']:.1f} | "
-                     f"{m['tokens_per_s']:.0f} | {m['speedup']:.2f}x |")
+        lines.append(f"| {n} | {m['name']} | {len(m['seeds'])} | {params} | {ratio} | {m['weights_mb']:.1f} | "
+                     f"{score(m['bleu'], m['bleu_sd'])} | {m['bleu_vs_first']:+.2f} | "
+                     f"{score(m['chrf'], m['chrf_sd'])} | "
+                     f"{m['sentences_per_s']:.1f} | {m['tokens_per_s']:.0f} | {m['speedup']:.2f}x |")
     lines.append("")
     lines.append(f"{s['sentences']} sentences of '{s['gen_subset']}', beam {s['beam']}, lenpen {s['lenpen']}, "
                  f"batch {s['batch_size']}, {length_limits(s)}, {s['device']}, {s['threads']} threads; "
-                 f"speed: median of {s['repeats']} interleaved runs. weights MB: a checkpoint's parameters at "
-                 f"the dtype stored (no optimizer state), a CTranslate2 folder's model.bin. sacrebleu {s['sacrebleu']}")
+                 f"speed: median of {s['repeats']} runs of the first seed, the model order rotating between runs, "
+                 f"each run's first batch decoded once untimed before its clock ({warmup(models)}). "
+                 "BLEU, chrF: mean +- sd over a row's seeds. weights MB: a checkpoint's parameters at the dtype "
+                 "stored (tied embeddings once, no optimizer state), a CTranslate2 folder's model.bin. "
+                 f"sacrebleu BLEU {s['sacrebleu']}, chrF {s['sacrebleu_chrf']}")
     if s["generate_args"]:
         lines.append(f"fairseq rows only (not CTranslate2): {' '.join(s['generate_args'])}")
-    return "\n".join(lines) + "\n"
+    number = {m["name"]: f"#{n} {m['name']}" for n, m in enumerate(models, 1)}
+    return "\n".join(lines + shortlist_section(report, number) + significance_table(report, number)
+                     + checks_table(models, number) + focus_section(report, number)) + "\n"
+
+
+def score(mean, sd):
+    return f"{mean:.2f}" if sd is None else f"{mean:.2f} +- {sd:.2f}"
+
+
+def warmup(models):
+    """The first batch's one-time cost the warm-up kept off the clock: the median per decoder."""
+    parts = []
+    for engine, label in (("fairseq", "fairseq-generate"), ("ctranslate2", "CTranslate2")):
+        costs = sorted(r["first_batch_cost_s"] for m in models if m.get("engine", "fairseq") == engine
+                       for r in m["runs"] if r["first_batch_cost_s"] is not None)
+        if costs:
+            parts.append(f"{label} {costs[len(costs) // 2]:.3f}s")
+    return f"the one-time cost it kept off, median: {', '.join(parts)}" if parts else "no warm-up was possible"
 
 
 def length_limits(s):
@@ -33,24 +62,116 @@ def length_limits(s):
     return f"max length {longest}, min length {s['min_len']}"
 
 
+def shortlist_section(report, number):
+    """Per --shortlist: its candidate-set size and coverage, and per model what it costs and gains."""
+    lines = []
+    first = number[report["models"][0]["name"]]
+    for s in report.get("shortlists", []):
+        teacher = f"{number[report['models'][0]['name'] + s['row_suffix']]}"
+        lines += ["", f"Shortlist {s['path']} (rows `NAME{s['row_suffix']}`: fairseq-generate --task distillation "
+                      f"--shortlist, CTranslate2 use_vmap): at batch {s['batch_size']} a batch's candidate set holds "
+                      f"on average {s['candidates_mean']:.0f} of the {s['vocab_size']} target tokens "
+                      f"({s['candidates_share']:.1%}; {s['batches']} batches), and keeps {s['coverage']:.2%} of the "
+                      f"'{report['settings']['gen_subset']}' reference tokens ({s['reference_tokens_covered']}/"
+                      f"{s['reference_tokens']}, the data-bin's targets), {s['references_covered']:.1%} of the "
+                      "references entirely. Speed-ups of the shortlist row:", "",
+                  f"| model | BLEU with - without | chrF with - without | speed-up vs itself without | "
+                  f"vs {teacher} | vs {first} |", "|---|---|---|---|---|---|"]
+        for r in s["rows"]:
+            against = "-" if r["speedup_vs_teacher_shortlist"] is None else f"{r['speedup_vs_teacher_shortlist']:.2f}x"
+            lines.append(f"| {number[r['row']]} | {r['bleu_cost']:+.2f} | {r['chrf_cost']:+.2f} | "
+                         f"{r['speedup_vs_plain']:.2f}x | {against} | {r['speedup_vs_teacher']:.2f}x |")
+    return lines
+
+
+def significance_table(report, number):
+    tests = report["significance"]
+    if not tests:
+        return []
+    lines = ["", f"Paired bootstrap resampling (sacrebleu --paired-bs, {report['settings']['bootstrap_samples']} "
+                 "resamples): the row minus its baseline. With seeds (seed i against seed i), the difference is the "
+                 "mean +- sd over the seed pairs, p the largest of their p-values and the 95% interval that "
+                 "pair's.", "",
+             "| model | against | seed pairs | BLEU difference | BLEU 95% CI | BLEU p | chrF difference | "
+             "chrF 95% CI | chrF p |", "|---|---|---|---|---|---|---|---|---|"]
+    for t in tests:
+        cells = []
+        for metric in ("bleu", "chrf"):
+            m = t[metric]
+            diff = f"{m['difference']:+.2f}" + (f" +- {m['sd']:.2f}" if m["sd"] is not None else "")
+            cells += [diff, f"[{m['ci'][0]:+.2f}, {m['ci'][1]:+.2f}]", f"{m['p']:.4f}"]
+        pair = f"| {number[t['model']]} | {number[t['baseline']]} | {len(t['seed_pairs'])}"
+        lines.append(f"{pair} | {' | '.join(cells)} |")
+    return lines
+
+
+def checks_table(models, number):
+    lines = ["", f"Outputs (first seed): stopped at the length limit (as many tokens as the batch's limit allowed, "
+                 f"</s> not counted), looping (a word {evaluation.LOOP_NGRAM}-gram {evaluation.LOOP_COUNT}+ times), "
+                 f"copying the source (sentence chrF against the source >= {evaluation.COPY_CHRF}); length ratio: "
+                 "hypothesis / reference words, corpus-level, as BLEU's brevity penalty.", "",
+             "| model | at length limit | loops | copies source | length ratio |", "|---|---|---|---|---|"]
+    for m in models:
+        c = m["checks"]
+        lines.append(f"| {number[m['name']]} | {c['at_length_limit']:.1%} | {c['loops']:.1%} | "
+                     f"{c['copies_source']:.1%} | {c['length_ratio']:.3f} |")
+    return lines
+
+
+def focus_section(report, number):
+    focus = report["focus"]
+    if focus["model"] == focus["baseline"]:
+        return []
+    a, b = number[focus["baseline"]], number[focus["model"]]
+    lines = ["", f"Where {b} loses most against {a} (sentence chrF; all sentences in sentences.tsv):", ""]
+    if not focus["sentences"]:
+        return lines + ["none: it is never below."]
+    lines += [f"| id | chrF {a} | chrF {b} | source | reference | {a} | {b} |", "|---|---|---|---|---|---|---|"]
+    for x in focus["sentences"]:
+        texts = " | ".join(cell(x[k]) for k in ("source", "reference", "baseline", "model"))
+        lines.append(f"| {x['id']} | {x['chrf_baseline']:.1f} | {x['chrf_model']:.1f} | {texts} |")
+    return lines
+
+
+def cell(text):
+    return text.replace("|", "\\|") or " "
+
+
 def plot(report, path):
+    """bench.png (`figure`), or None without matplotlib."""
     try:
         import matplotlib
 
+        logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq leaves the root logger at DEBUG
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         logger.warning("matplotlib is not installed: no %s (pip install matplotlib)", path)
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for m in report["models"]:
-        ax.scatter(m["sentences_per_s"], m["bleu"])
-        ax.annotate(m["name"], (m["sentences_per_s"], m["bleu"]), fontsize=8,
-                    xytext=(4, 4), textcoords="offset points")
-    ax.set_xlabel("sentences/s (fairseq-generate)")
-    ax.set_ylabel("BLEU (sacrebleu)")
-    ax.set_title(f"beam {report['settings']['beam']}, {report['settings']['device']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig = figure(report, plt)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # the canvas grows to hold the legend, not the axes shrink
     plt.close(fig)
     return path
+
+
+def figure(report, plt):
+    """BLEU against sentences/s: numbered markers (the table's #; squares for CTranslate2), the full
+    names in a legend below the axes, error bars of the seeds' BLEU sd."""
+    models = report["models"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for n, m in enumerate(models, 1):
+        marker = "s" if m.get("engine") == "ctranslate2" else "o"
+        ax.errorbar(m["sentences_per_s"], m["bleu"], yerr=m.get("bleu_sd") or None, fmt=marker, markersize=7,
+                    capsize=3, label=f"{n}  {m['name']}")
+        ax.annotate(str(n), (m["sentences_per_s"], m["bleu"]), xytext=LABEL_OFFSETS[(n - 1) % 4],
+                    textcoords="offset points", fontsize=10, fontweight="bold")
+    ax.set_xlim(left=0, right=1.12 * max(m["sentences_per_s"] for m in models))
+    ax.margins(y=0.15)
+    ax.grid(alpha=0.3)
+    ax.set_xlabel("sentences/s (median of the timed runs)")
+    ax.set_ylabel("BLEU (sacrebleu; bars: sd over seeds)")
+    s = report["settings"]
+    ax.set_title(f"beam {s['beam']}, batch {s['batch_size']}, {s['device']}, {s['threads']} threads", fontsize=10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=1, fontsize=8, frameon=False,
+              title="circles: fairseq-generate, squares: CTranslate2", title_fontsize=8)
+    return fig

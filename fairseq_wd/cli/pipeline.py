@@ -7,9 +7,11 @@ output, and Weight Distillation phase 1 + 2 on the same data) -> int8 CTranslate
 teacher and of those two -> `fairseq-wd-bench` under one relative length limit -> learning curves
 (valid BLEU against updates, from fairseq's --eval-bleu) and whether each valid loss stopped improving.
 
-Each step is skipped when its output exists and is complete, so a killed run resumes where it
-stopped (fairseq-train itself resumes from checkpoint_last.pt). The table is printed and saved to
-WORK_DIR/results.md.
+Every step is keyed by what made it (its command line or settings, the keys of the steps it reads, the
+content of given files, the fairseq-wd version), stored beside its output. A rerun skips a step done for
+the same key, redoes a step whose key changed (the log says what changed; the old output is moved to
+WORK_DIR/stale/) and so every step after it, and resumes a killed one (fairseq-train from its
+checkpoint_last.pt). The table is printed and saved to WORK_DIR/results.md.
 
     fairseq-wd-pipeline                                   # = make demo: shipped corpus and teacher
     fairseq-wd-pipeline --methods all                     # + scratch, seq-KD, logit_kd, pkd, layer-copy, Pea-KD
@@ -36,6 +38,16 @@ def parse_methods(spec):
         raise argparse.ArgumentTypeError(f"--methods {spec!r}: unknown {unknown}; choose from {', '.join(METHODS)} "
                                          "or all")
     return [m for m in METHODS if m in chosen]  # the table's order
+
+
+def parse_seeds(spec):
+    try:
+        seeds = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 1:
+        raise argparse.ArgumentTypeError(f"--seeds {spec!r}: give distinct positive integers, e.g. --seeds 1,2,3")
+    return seeds
 
 
 def get_parser():
@@ -75,11 +87,15 @@ def get_parser():
                    help="detokenized test references, one line per test sentence; repeat for several (NIST). "
                         "Default: the test targets (raw text; for --data-bin, post-processed)")
     b.add_argument("--bleu-tokenize", help="sacrebleu's tokenizer (default: zh when the target is Chinese, else 13a)")
+    b.add_argument("--shortlist", action="store_true",
+                   help="build a lexical shortlist (fairseq-wd-shortlist) from the teacher output and add a row decoded "
+                        "with it for every model, fairseq and CTranslate2 alike")
     b.add_argument("--bench-args", default="", help="more fairseq-wd-bench options, e.g. --bench-args=--lowercase")
     t = p.add_argument_group("teacher (default: trained here; the shipped one for demo on mpl.en-ro)")
     t.add_argument("--teacher", help="an existing teacher checkpoint instead of training one")
-    t.add_argument("--teacher-dict", help="the (joined) dictionary the teacher was trained with "
-                                          "(default: dict.txt next to --teacher)")
+    t.add_argument("--teacher-dict", help="the (joined) dictionary the teacher was trained with (default: dict.txt "
+                                          "next to --teacher); with --data-bin, its data-bin or dict.txt, compared "
+                                          "symbol by symbol with the data's (without it only sizes can be checked)")
     t.add_argument("--teacher-spm", help="the sentencepiece model of the teacher's data (default: spm.model next to it)")
     t.add_argument("--train-teacher", action="store_true", help="train a teacher even where one is shipped")
     b.add_argument("--bench-repeats", type=int, help="timed decoding runs per model (default: the recipe's)")
@@ -87,6 +103,17 @@ def get_parser():
                    help=f"comma-separated students to train, from {', '.join(METHODS)}, or all (default "
                         f"{DEFAULT_METHODS}: the WD paper's KD baseline and WD). pea-kd adds three students: "
                         "SPS + logit_kd, PTP then logit_kd, SPS + PTP then pkd")
+    p.add_argument("--seeds", type=parse_seeds, default=[1], metavar="1,2,3",
+                   help="train every student once per seed (the teacher and its output are shared); each row "
+                        "then reports the mean and standard deviation over seeds, speed from the first (default 1)")
+    p.add_argument("--patience", type=int, metavar="N",
+                   help="early stopping: stop a training after N validations without a better valid loss "
+                        "(fairseq's --patience; update counts become caps); 0 trains every model for its full "
+                        "update count (the paper's view at equal updates). Default: the recipe's (cpu: 4, others 0)")
+    p.add_argument("--redo", type=lambda s: [x.strip() for x in s.split(",") if x.strip()], default=[],
+                   metavar="STEP,...",
+                   help="redo these steps (a step's folder name, e.g. bench) even when done with the same key; "
+                        "the old output is moved to WORK_DIR/stale/. Steps whose settings changed are redone anyway")
     p.add_argument("--fp16", action="store_true", help="train with --fp16 (GPU)")
     p.add_argument("--train-args", default="", help="more fairseq-train options for every training, e.g. "
                                                     "--train-args='--max-tokens 8192 --num-workers 2' (they win "

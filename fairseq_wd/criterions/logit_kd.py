@@ -72,9 +72,9 @@ class LogitKDCriterion(LabelSmoothedCrossEntropyCriterion):
         if "teacher_topk_idx" in sample or task_has_teacher(self.task):
             return True
         if model.training:
-            raise ValueError(f"--criterion {self.__class__.__name__}: no teacher. Pass --task distillation "
-                             "--teacher-path TEACHER.pt, or train on data with stored top-K "
-                             "(fairseq-wd-distill-data --save-topk K)")
+            raise ValueError(f"--criterion {self.__class__.__name__}: no teacher. Pass --task distillation (or "
+                             "distillation_multi_simple_epoch) --teacher-path TEACHER.pt, or train on data with "
+                             "stored top-K (fairseq-wd-distill-data --save-topk K)")
         return False
 
     def student_forward(self, model, sample):

@@ -73,7 +73,8 @@ class PKDCriterion(LoadsOnlyOwnState, LogitKDCriterion):
 
     def setup_maps(self, task, pkd_encoder_map, pkd_decoder_map):
         if not task_has_teacher(task) or task.student_args is None:
-            raise ValueError("the Patient-KD term needs --task distillation (or weight_distillation) with --teacher-path")
+            raise ValueError("the Patient-KD term needs --task distillation or weight_distillation (or their "
+                             "_multi_simple_epoch versions) with --teacher-path")
         teacher, student = task.get_teacher(), task.student_args
         for stack, spec in (("encoder", pkd_encoder_map), ("decoder", pkd_decoder_map)):
             t_layers = len(getattr(teacher, stack).layers)

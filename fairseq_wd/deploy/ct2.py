@@ -5,6 +5,7 @@ it, and knows only fairseq's own model names; our checkpoints keep a dict config
 So the model is handed over as a plain `transformer` checkpoint in that legacy layout.
 """
 import argparse
+import filecmp
 import os
 import shutil
 import tempfile
@@ -16,6 +17,7 @@ from omegaconf import OmegaConf
 
 from ..checkpoints import output_error
 
+VMAP = "vmap.txt"  # the shortlist CTranslate2 reads from a model folder
 QUANTIZATIONS = ("int8", "int8_float16", "int8_float32", "float16", "float32", "none")
 
 
@@ -36,9 +38,10 @@ def is_model_dir(path):
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "model.bin"))
 
 
-def convert(model_state, args, data, source_lang, target_lang, output_dir, quantization="int8"):
+def convert(model_state, args, data, source_lang, target_lang, output_dir, quantization="int8", vmap=None):
     """Writes a CTranslate2 model folder, aside and then renamed: a folder that exists is complete.
-    `args`: the model's Namespace (any registered arch)."""
+    `args`: the model's Namespace (any registered arch); `vmap`: a shortlist (checked already) that the
+    converter copies in as vmap.txt, for translate_batch(use_vmap=True)."""
     ctranslate2 = require()
     if os.path.exists(output_dir):
         raise DeployError(f"{output_dir} exists; choose another --output")
@@ -60,7 +63,7 @@ def convert(model_state, args, data, source_lang, target_lang, output_dir, quant
                 torch.save({"args": legacy, "model": {k: v.float() for k, v in model_state.items()}}, f)
             converter = ctranslate2.converters.FairseqConverter(path, data, source_lang=source_lang,
                                                                  target_lang=target_lang)
-            converter.convert(partial, quantization=None if quantization == "none" else quantization)
+            converter.convert(partial, vmap=vmap, quantization=None if quantization == "none" else quantization)
         os.rename(partial, output_dir)
     except Exception as e:
         shutil.rmtree(partial, ignore_errors=True)
@@ -71,22 +74,51 @@ def convert(model_state, args, data, source_lang, target_lang, output_dir, quant
     return output_dir
 
 
-def translate(model_dir, sources, batches, beam, lenpen, threads, device="cpu", max_len_a=0, max_len_b=200, min_len=1):
-    """(output token lists in the order of `sources`, seconds spent translating), decoded batch by batch
-    as fairseq-generate does, so that its length limits mean the same: `batches` lists indices into
-    `sources` (fairseq's, longest last), and a batch's output may hold int(a * (longest source + </s>) + b)
-    tokens, as fairseq's max_len_a/b. CTranslate2 counts max/min_decoding_length in output tokens
-    without </s>, as fairseq's limits are. The model is loaded before the clock starts."""
+def with_vmap(model_dir, vmap, dest):
+    """A folder that decodes `model_dir` with the shortlist `vmap` (CTranslate2 reads only `vmap.txt` inside
+    the model folder): `model_dir` itself when it holds that very file, else `dest`, made anew, with links
+    to the model's files and a copy of `vmap` (no copy of the weights)."""
+    inside = os.path.join(model_dir, VMAP)
+    if os.path.isfile(inside) and filecmp.cmp(inside, vmap, shallow=False):
+        return model_dir
+    shutil.rmtree(dest, ignore_errors=True)
+    os.makedirs(dest)
+    for name in os.listdir(model_dir):
+        if name != VMAP:
+            os.symlink(os.path.abspath(os.path.join(model_dir, name)), os.path.join(dest, name))
+    shutil.copyfile(vmap, os.path.join(dest, VMAP))
+    return dest
+
+
+def translate(model_dir, sources, batches, beam, lenpen, threads, device="cpu", max_len_a=0, max_len_b=200, min_len=1,
+              use_vmap=False):
+    """(output token lists in the order of `sources`, seconds of each batch, seconds of the warm-up),
+    decoded batch by batch as fairseq-generate does, so that its length limits mean the same: `batches`
+    lists indices into `sources` (fairseq's, longest last), and a batch's output may hold
+    int(a * (longest source + </s>) + b) tokens, as fairseq's max_len_a/b. CTranslate2 counts
+    max/min_decoding_length in output tokens without </s>, as fairseq's limits are. The model is loaded,
+    and the first batch translated once (the warm-up, as fairseq-wd-bench's fairseq rows), before the clock.
+    `use_vmap`: each batch decodes over the candidates of the folder's vmap.txt (the union over the batch)."""
     ctranslate2 = require()
+    if use_vmap and not os.path.isfile(os.path.join(model_dir, VMAP)):
+        raise DeployError(f"use_vmap: no {VMAP} in {model_dir} (fairseq-wd-export --vmap, or copy it in)")
     translator = ctranslate2.Translator(model_dir, device=device, intra_threads=threads, inter_threads=1)
-    outputs = [None] * len(sources)
-    start = time.perf_counter()
-    for batch in batches:
+    outputs, seconds = [None] * len(sources), []
+
+    def decode(batch):
         longest = max(len(sources[i]) for i in batch) + 1  # fairseq's source length counts its </s>
-        results = translator.translate_batch([sources[i] for i in batch], beam_size=beam, length_penalty=lenpen,
-                                             max_batch_size=len(batch), min_decoding_length=min_len,
-                                             max_decoding_length=int(max_len_a * longest + max_len_b))
+        return translator.translate_batch([sources[i] for i in batch], beam_size=beam, length_penalty=lenpen,
+                                          max_batch_size=len(batch), min_decoding_length=min_len,
+                                          max_decoding_length=int(max_len_a * longest + max_len_b),
+                                          use_vmap=use_vmap)
+
+    start = time.perf_counter()
+    decode(batches[0])
+    warmup = time.perf_counter() - start
+    for batch in batches:
+        start = time.perf_counter()
+        results = decode(batch)
+        seconds.append(time.perf_counter() - start)
         for i, r in zip(batch, results):
             outputs[i] = r.hypotheses[0]
-    seconds = time.perf_counter() - start
-    return outputs, seconds
+    return outputs, seconds, warmup

@@ -56,8 +56,10 @@ def _student(name, teacher_arch, decoder_layers, half_width):
             if getattr(args, "share_all_embeddings", False):
                 raise ValueError(
                     f"{name} has a decoder narrower than its encoder, so encoder and decoder cannot share "
-                    "one embedding matrix: drop --share-all-embeddings "
-                    "(--share-decoder-input-output-embed still works)."
+                    "one embedding matrix: drop --share-all-embeddings. Its decoder then gets embeddings of its "
+                    "own width (Weight Distillation generates them from the teacher's, shared or not), which "
+                    "--share-decoder-input-output-embed ties to its output layer. A SMALL student (decoder at "
+                    "full width) can keep --share-all-embeddings."
                 )
             # the encoder widths this student keeps; args is a Namespace, or a DictConfig under hydra
             teacher = argparse.Namespace(**(dict(args.items()) if OmegaConf.is_config(args) else vars(args)))

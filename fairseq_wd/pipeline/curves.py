@@ -1,6 +1,7 @@
 """Learning curves from fairseq-train's own validation lines: valid BLEU (`--eval-bleu`) and loss
 against updates, for the BLEU-vs-updates plot and for saying whether a training converged."""
 import logging
+import os
 import re
 
 VALID = re.compile(r"valid on 'valid' subset \| (.*)$")
@@ -37,6 +38,20 @@ def convergence(points, window):
             "converged": last - best["update"] >= window}
 
 
+def stopped(log_path, cap):
+    """What ended a training, from its train.log: {'by': 'patience' | 'the cap' | 'not finished', 'update'}."""
+    if not os.path.exists(log_path):
+        return {"by": "not finished", "update": None}
+    with open(log_path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    points = read_validations(log_path)
+    if "early stop since valid performance hasn't improved" in text:
+        return {"by": "patience", "update": points[-1]["update"] if points else None}
+    if "done training" in text or "nothing to train" in text:
+        return {"by": "the cap", "update": cap}
+    return {"by": "not finished", "update": points[-1]["update"] if points else None}
+
+
 def plot(curves, path, reference=None):
     """Valid BLEU against updates, one line per model; `reference`: {label: BLEU} drawn as horizontal lines."""
     try:
@@ -47,11 +62,17 @@ def plot(curves, path, reference=None):
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colours, styles = {}, ["-", "--", ":", "-."]
     for name, points in curves.items():
+        model, _, seed = name.partition(", seed ")  # every seed of a model in its colour, one line style each
         points = [p for p in points if "bleu" in p]
         if points:
-            ax.plot([p["update"] for p in points], [p["bleu"] for p in points], marker="o", markersize=3, label=name)
+            line, = ax.plot([p["update"] for p in points], [p["bleu"] for p in points], marker="o", markersize=2,
+                            linestyle=styles[len([n for n in curves if n.startswith(model + ", seed ")
+                                                  and n < name]) % 4] if seed else "-",
+                            color=colours.get(model), label=name)
+            colours.setdefault(model, line.get_color())
     for i, (label, bleu) in enumerate((reference or {}).items()):
         ax.axhline(bleu, linestyle="--" if i == 0 else ":", color="gray", linewidth=1, label=label)
     ax.set_xlabel("updates")

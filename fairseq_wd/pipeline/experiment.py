@@ -1,6 +1,7 @@
 """The experiment that `fairseq-wd-pipeline` runs (its steps: the command's help): data, teacher,
-teacher output, the students of --methods under one recipe, CTranslate2 copies, the bench, the
-learning curves. Each step is skipped once done, so a killed run resumes."""
+teacher output, the students of --methods under one recipe (once per --seeds), CTranslate2 copies,
+the bench, the learning curves. Each step is keyed by what made it (steps.py): skipped once done for
+the same key, redone with what follows it when the key changed, resumed when it was killed."""
 import json
 import os
 import re
@@ -8,6 +9,8 @@ import shlex
 import shutil
 import subprocess
 import time
+
+from dataclasses import replace
 
 import torch
 
@@ -45,15 +48,20 @@ class Pipeline(StepRunner):
     """The experiment of `fairseq-wd-pipeline`, from its parsed options."""
 
     def __init__(self, args):
-        super().__init__(args.work_dir)
+        super().__init__(args.work_dir, redo=args.redo)
         self.args = args
         self.recipe = RECIPES[args.budget]
-        self.data_bin = args.data_bin or self.path("data-bin")
+        if args.patience is not None:
+            self.recipe = replace(self.recipe, patience=args.patience,
+                                  validate_interval_updates=self.recipe.validate_interval_updates or 250)
+        self.seeds = args.seeds
+        self.data_bin = os.path.abspath(args.data_bin) if args.data_bin else self.path("data-bin")
         self.src, self.tgt = inputs.languages(args)
         self.cpu = not torch.cuda.is_available()
         self.methods = args.methods
         self.student_encoder = self.recipe.student_encoder  # then the teacher's encoder, once it exists
-        self.logs = {}  # table row -> [(train.log, update offset)]
+        self.logs = {}  # (table row, seed) -> [(train.log, update offset)]
+        self.trainings = []  # (what, folder, --max-update) of every training, for the stopping table
 
     def updates(self, n):
         return max(1, int(n * self.args.update_scale))
@@ -66,7 +74,14 @@ class Pipeline(StepRunner):
         if a.data_bin:
             print("the given data-bin:", a.data_bin)
             return
-        if self.is_done(self.data_bin):
+        given_files = [getattr(a, f"{name}_{k}") for name in ("valid", "test") for k in ("tsv", "source", "target")]
+        sources = [a.tsv or (None if a.source_file else corpus.SHIPPED), a.source_file, a.target_file, *given_files,
+                   *((teacher.spm, teacher.dictionary) if teacher else ())]
+        settings = {"languages": [self.src, self.tgt], "test_size": a.test_size, "valid_size": a.valid_size,
+                    "vocab_size": self.recipe.vocab_size, "character_coverage": a.character_coverage,
+                    "given": [bool(f) for f in given_files], "teacher_vocabulary": bool(teacher),
+                    "max_positions": MAX_POSITIONS}
+        if self.begin(self.data_bin, settings, {self.portable(f): self.key_of(f) for f in sources if f}):
             return
         if not (a.tsv or a.source_file) and (self.src, self.tgt) != ("en", "ro"):
             raise corpus.CorpusError("the shipped corpus is English-Romanian: keep --source-lang en --target-lang ro, "
@@ -98,22 +113,26 @@ class Pipeline(StepRunner):
         shutil.rmtree(self.data_bin, ignore_errors=True)
         self.sh("fairseq-preprocess", *corpus.preprocess_args(raw, self.src, self.tgt, self.data_bin,
                                                                teacher.dictionary if teacher else None))
-        self.mark_done(self.data_bin)
+        self.finish(self.data_bin)
 
     # -- training --------------------------------------------------------------------------------------
-    def train(self, name, updates, *extra, data=None, row=None, offset=0):
+    def train(self, name, updates, *extra, data=None, row=None, offset=0, seed=None):
         """fairseq-train into WORK_DIR/name (its output also in name/train.log); `row`: the table row
-        whose learning curve this training is, starting `offset` updates into it."""
+        whose learning curve this training is, starting `offset` updates into it; `seed`: the student's
+        (the recipe's otherwise)."""
         save = self.path(name)
         if row:
-            self.logs.setdefault(row, []).append((os.path.join(save, "train.log"), offset))
-        if not self.is_done(save):
+            self.logs.setdefault((row, seed), []).append((os.path.join(save, "train.log"), offset))
+        self.trainings.append((name, save, self.updates(updates)))
+        flags = [*self.recipe.train, *self.recipe.validation(self.args.post_process), *(["--cpu"] if self.cpu else []),
+                 *(["--fp16"] if self.args.fp16 else []), *self.recipe.stopping(self.args.update_scale),
+                 *shlex.split(self.args.train_args)]
+        cmd = ["fairseq-train", data or self.data_bin, "--user-dir", PACKAGE, "--save-dir", save,
+               "--max-update", self.updates(updates), *flags, *(["--seed", seed] if seed else []), *extra]
+        if not self.begin(save, cmd):
             os.makedirs(save, exist_ok=True)
-            flags = [*self.recipe.train, *self.recipe.validation(self.args.post_process), *(["--cpu"] if self.cpu else []),
-                     *(["--fp16"] if self.args.fp16 else []), *shlex.split(self.args.train_args)]
-            self.sh("fairseq-train", data or self.data_bin, "--user-dir", PACKAGE, "--save-dir", save,
-                    "--max-update", self.updates(updates), *flags, *extra, log=os.path.join(save, "train.log"))
-            self.mark_done(save)
+            self.sh(*cmd, log=os.path.join(save, "train.log"))
+            self.finish(save)
         return os.path.join(save, "checkpoint_best.pt")
 
     def criterion(self, name):
@@ -129,11 +148,10 @@ class Pipeline(StepRunner):
                           *self.criterion("label_smoothed_cross_entropy"), *shlex.split(self.args.teacher_args),
                           row="teacher")
         if self.recipe.average_last:  # the paper's teacher: its last epoch checkpoints averaged
-            averaged = self.path("teacher", f"checkpoint.avg{self.recipe.average_last}.pt")
-            if not os.path.exists(averaged):  # written whole or not at all
-                self.sh("fairseq-wd-average-checkpoints", "--inputs", self.path("teacher"), "--num-epoch-checkpoints",
-                        self.recipe.average_last, "--output", averaged)
-            ckpt = averaged
+            ckpt = self.keyed(self.path("teacher", f"checkpoint.avg{self.recipe.average_last}.pt"),
+                              "fairseq-wd-average-checkpoints", "--inputs", self.path("teacher"),
+                              "--num-epoch-checkpoints", self.recipe.average_last, "--output",
+                              self.path("teacher", f"checkpoint.avg{self.recipe.average_last}.pt"), whole=True)
         if self.args.pack_teacher:
             pack_teacher(ckpt, self.path("spm.model"), os.path.join(self.data_bin, f"dict.{self.src}.txt"),
                          self.args.pack_teacher)
@@ -141,13 +159,18 @@ class Pipeline(StepRunner):
 
     def teacher_output(self, teacher):
         self.step("teacher output for the train set (sequence-level KD data)")
-        kd_bin = self.path("kd-bin")
-        if not self.is_done(kd_bin):  # a rerun keeps the finished chunks
-            self.sh("fairseq-wd-distill-data", self.data_bin, "--user-dir", PACKAGE, "--path", teacher,
-                    *(["--cpu"] if self.cpu else []), "--dest", kd_bin, "--gen-subset", "train",
-                    *self.recipe.distill)
-            self.mark_done(kd_bin)
-        return kd_bin
+        kd_bin = self.path("kd-bin")  # a resumed run keeps the finished chunks
+        return self.keyed(kd_bin, "fairseq-wd-distill-data", self.data_bin, "--user-dir", PACKAGE, "--path", teacher,
+                          *(["--cpu"] if self.cpu else []), "--dest", kd_bin, "--gen-subset", "train",
+                          *self.recipe.distill)
+
+    def shortlist(self, kd_bin):
+        """A lexical shortlist (vmap.txt) from the teacher output, for the bench's shortlist rows."""
+        self.step("vocabulary shortlist from the teacher output (fairseq-wd-shortlist)")
+        os.makedirs(self.path("shortlist"), exist_ok=True)
+        vmap = self.path("shortlist", "vmap.txt")
+        return self.keyed(vmap, "fairseq-wd-shortlist", self.data_bin, "--train-data", kd_bin, "--output", vmap,
+                          whole=True)
 
     def student_flags(self, family="wd_transformer"):
         return ["--arch", f"{family}_{self.args.student}", *self.student_encoder]
@@ -160,82 +183,89 @@ class Pipeline(StepRunner):
         return f"{self.args.student.upper()} {METHODS[method][i]}"
 
     def students(self, teacher, kd_bin):
-        """The students of --methods, in the table's order, each with the same number of updates."""
+        """The students of --methods, in the table's order, each with the same number of updates, once
+        per seed: {row: [checkpoint of each seed]}."""
         models = {}
         for method in self.methods:
-            models.update(getattr(self, "student_" + method.replace("-", "_"))(teacher, kd_bin))
+            for seed in self.seeds:
+                for row, checkpoint in getattr(self, "student_" + method.replace("-", "_"))(teacher, kd_bin, seed).items():
+                    models.setdefault(row, []).append(checkpoint)
         return models
 
-    def student(self, method, folder, *flags, data=None, note=""):
+    def folder(self, method, seed):
+        """A student's folder: its size, its method and its seed."""
+        return f"{self.args.student}_{method}_seed{seed}"
+
+    def student(self, method, seed, *flags, data=None, note="", folder=None):
         """One student of the chosen architecture with the recipe's updates: {row: checkpoint}."""
         row = self.row(method)
-        self.step(row + note)
-        return {row: self.train(folder, self.recipe.student_updates, *self.student_flags(), *flags, data=data, row=row)}
+        self.step(f"{row}{note}, seed {seed}")
+        return {row: self.train(folder or self.folder(method.replace("-", "_"), seed), self.recipe.student_updates,
+                                *self.student_flags(), *flags, data=data, row=row, seed=seed)}
 
-    def student_scratch(self, teacher, kd_bin):
-        return self.student("scratch", f"{self.args.student}_scratch", *self.criterion("label_smoothed_cross_entropy"))
+    def student_scratch(self, teacher, kd_bin, seed):
+        return self.student("scratch", seed, *self.criterion("label_smoothed_cross_entropy"))
 
-    def student_seq_kd(self, teacher, kd_bin):
-        return self.student("seq-kd", f"{self.args.student}_seqkd", *self.criterion("label_smoothed_cross_entropy"),
-                            data=kd_bin)
+    def student_seq_kd(self, teacher, kd_bin, seed):
+        return self.student("seq-kd", seed, *self.criterion("label_smoothed_cross_entropy"), data=kd_bin)
 
-    def student_kd(self, teacher, kd_bin):
+    def student_kd(self, teacher, kd_bin, seed):
         """The WD paper's KD baseline: the same student on WD's data (original + teacher output), same updates."""
-        return self.student("kd", f"{self.args.student}_kd", "--task", "distillation", "--extra-train-data", kd_bin,
+        return self.student("kd", seed, "--task", "distillation", "--extra-train-data", kd_bin,
                             *self.criterion("label_smoothed_cross_entropy"), note=" (the WD paper's KD baseline)")
 
-    def student_logit_kd(self, teacher, kd_bin=None):
-        return self.student("logit_kd", f"{self.args.student}_logit_kd", *self.kd_flags(teacher),
-                            *self.criterion("logit_kd"))
+    def student_logit_kd(self, teacher, kd_bin, seed):
+        return self.student("logit_kd", seed, *self.kd_flags(teacher), *self.criterion("logit_kd"))
 
-    def student_pkd(self, teacher, kd_bin):
-        return self.student("pkd", f"{self.args.student}_pkd", *self.kd_flags(teacher), *self.criterion("pkd"))
+    def student_pkd(self, teacher, kd_bin, seed):
+        return self.student("pkd", seed, *self.kd_flags(teacher), *self.criterion("pkd"))
 
-    def student_layer_copy(self, teacher, kd_bin):
+    def student_layer_copy(self, teacher, kd_bin, seed):
         if self.args.student != "small":
-            print("skipped layer-copy: TINY's decoder is half the teacher's width, so teacher layers cannot be "
-                  "copied (that is what Weight Distillation is for); use --student small")
+            if seed == self.seeds[0]:
+                print("skipped layer-copy: TINY's decoder is half the teacher's width, so teacher layers cannot be "
+                      "copied (that is what Weight Distillation is for); use --student small")
             return {}
         init = self.path("small_layer_copy_init.pt")
-        if not os.path.exists(init):
-            self.sh("fairseq-wd-init-student", "--teacher-path", teacher, *self.student_flags(), "--output", init)
-        return self.student("layer-copy", "small_layer_copy", *self.criterion("label_smoothed_cross_entropy"),
+        self.keyed(init, "fairseq-wd-init-student", "--teacher-path", teacher, *self.student_flags(), "--output", init,
+                   whole=True)
+        return self.student("layer-copy", seed, *self.criterion("label_smoothed_cross_entropy"),
                             "--finetune-from-model", init)
 
-    def student_wd(self, teacher, kd_bin):
+    def student_wd(self, teacher, kd_bin, seed):
         """Phase 1 (generator) for half of the updates, export, phase 2 (plain fine-tuning) for the rest;
         both on original + teacher output, as the authors' released recipe."""
         (n1, n2), student, wd, row = self.recipe.wd_phase_updates(), self.student_flags(), ["--extra-train-data", kd_bin], self.row("wd")
-        self.step(f"{row}: phase 1 (parameter generator)")
-        phase1 = self.train("wd_phase1", n1, *student, "--task", "weight_distillation", "--teacher-path",
+        phase1_dir = self.folder("wd_phase1", seed)
+        self.step(f"{row}: phase 1 (parameter generator), seed {seed}")
+        phase1 = self.train(phase1_dir, n1, *student, "--task", "weight_distillation", "--teacher-path",
                             teacher, *self.criterion("weight_distillation"), *wd, *self.recipe.wd_phase1,
-                            *shlex.split(self.args.wd_args), row=row)
-        exported = self.path("wd_phase1", "student.pt")
-        if not os.path.exists(exported):
-            self.sh("fairseq-wd-export", phase1, "--output", exported)
-        self.step(f"{row}: phase 2 (fine-tuning)")
-        return {row: self.train("wd_phase2", n2, *student, "--task", "distillation", *wd,
+                            *shlex.split(self.args.wd_args), row=row, seed=seed)
+        exported = self.path(phase1_dir, "student.pt")
+        self.keyed(exported, "fairseq-wd-export", phase1, "--output", exported, whole=True)
+        self.step(f"{row}: phase 2 (fine-tuning), seed {seed}")
+        return {row: self.train(self.folder("wd_phase2", seed), n2, *student, "--task", "distillation", *wd,
                                 "--finetune-from-model", exported, *self.criterion("label_smoothed_cross_entropy"),
-                                *self.recipe.wd_phase2, row=row, offset=self.updates(n1))}
+                                *self.recipe.wd_phase2, row=row, offset=self.updates(n1), seed=seed)}
 
-    def student_pea_kd(self, teacher, kd_bin=None):
+    def student_pea_kd(self, teacher, kd_bin, seed):
         """Pea-KD's two parts on their own with logit_kd, and together with pkd as Pea-KD does: the same
         total updates as every student; PTP takes the first half (its curve is the KD half's)."""
-        s, n = self.args.student, self.recipe.student_updates
+        n = self.recipe.student_updates
         plain, sps = self.student_flags(), [*self.student_flags("sps_transformer"), "--sps-reuse", self.recipe.sps_reuse]
         kd = self.kd_flags(teacher)
         name = self.row("pea-kd", 0)
-        self.step(f"{name} (--sps-reuse {self.recipe.sps_reuse})")
-        models = {name: self.train(f"{s}_sps_logit_kd", n, *sps, *kd, *self.criterion("logit_kd"), row=name)}
-        for i, folder, arch, criterion in ((1, f"{s}_ptp_logit_kd", plain, "logit_kd"),
-                                           (2, f"{s}_pea_kd", sps, "pkd")):
+        self.step(f"{name} (--sps-reuse {self.recipe.sps_reuse}), seed {seed}")
+        models = {name: self.train(self.folder("sps_logit_kd", seed), n, *sps, *kd, *self.criterion("logit_kd"),
+                                   row=name, seed=seed)}
+        for i, method, arch, criterion in ((1, "ptp_logit_kd", plain, "logit_kd"), (2, "pea_kd", sps, "pkd")):
             name = self.row("pea-kd", i)
-            self.step(f"{name}: pre-training on the teacher's predictions (PTP)")
-            ptp = self.train(f"{folder}_ptp", n // 2, *arch, "--task", "distillation", "--teacher-path", teacher,
-                             *self.criterion("ptp"))
-            self.step(f"{name}: {criterion} from the PTP student")
-            models[name] = self.train(folder, n - n // 2, *arch, *kd, *self.criterion(criterion),
-                                      "--finetune-from-model", ptp, row=name, offset=self.updates(n // 2))
+            self.step(f"{name}: pre-training on the teacher's predictions (PTP), seed {seed}")
+            ptp = self.train(self.folder(f"{method}_ptp", seed), n // 2, *arch, "--task", "distillation",
+                             "--teacher-path", teacher, *self.criterion("ptp"), seed=seed)
+            self.step(f"{name}: {criterion} from the PTP student, seed {seed}")
+            models[name] = self.train(self.folder(method, seed), n - n // 2, *arch, *kd, *self.criterion(criterion),
+                                      "--finetune-from-model", ptp, row=name, offset=self.updates(n // 2), seed=seed)
         return models
 
     def ctranslate2(self, models):
@@ -247,28 +277,32 @@ class Pipeline(StepRunner):
             print(f"skipped: {e}")
             return {}
         exported = {}
-        for folder, name in [("teacher", "teacher"), *((m, self.row(m)) for m in CT2_ROWS if m in self.methods)]:
-            out = self.path("ct2", folder)
-            if not os.path.exists(out):  # written aside and renamed by the export: a folder that exists is whole
-                self.sh("fairseq-wd-export", models[name], "--to", "ctranslate2", "--quantization", "int8",
-                        "--data", self.data_bin, "--output", out)
-            exported[f"{name}, CTranslate2 int8"] = out
+        for method, name in [("teacher", "teacher"), *((m, self.row(m)) for m in CT2_ROWS if m in self.methods)]:
+            for i, checkpoint in enumerate(models[name]):
+                folder = "teacher" if method == "teacher" else self.folder(method, self.seeds[i])
+                out = self.path("ct2", folder)  # written aside and renamed by the export
+                os.makedirs(self.path("ct2"), exist_ok=True)
+                self.keyed(out, "fairseq-wd-export", checkpoint, "--to", "ctranslate2", "--quantization", "int8",
+                           "--data", self.data_bin, "--output", out, whole=True)
+                exported.setdefault(f"{name}, CTranslate2 int8", []).append(out)
         return exported
 
-    def bench(self, models):
+    def bench(self, models, vmap=None):
         """fairseq-wd-bench of every row under one length limit: its table (bench/bench.md)."""
         self.step("fairseq-wd-bench: BLEU and decoding speed")
         out = self.path("bench")
-        if bench_models(out) == list(models) and os.path.exists(os.path.join(out, "bench.md")):
-            print("done already:", os.path.join(out, "bench.md"))
-        else:
-            references = self.args.references or ([] if self.args.data_bin else [self.path("raw", f"test.{self.tgt}")])
-            self.sh("fairseq-wd-bench", self.data_bin, *[f"--model={n}={p}" for n, p in models.items()],
-                    *[f"--references={r}" for r in references], "--post-process", self.args.post_process,
-                    "--tokenize", self.bleu_tokenize(), *shlex.split(self.args.bench_args),
-                    "--repeats", self.args.bench_repeats or self.recipe.bench_repeats,
-                    "--max-len-a", self.recipe.max_len_a, "--max-len-b", self.recipe.max_len_b,
-                    "--output-dir", out, *(["--cpu"] if self.cpu else []))
+        references = self.args.references or ([] if self.args.data_bin else [self.path("raw", f"test.{self.tgt}")])
+        wd, kd = self.row("wd"), self.row("kd")
+        compare = [f"--compare={a}={b}" for a, b in ((wd, kd), (f"{wd}, CTranslate2 int8", f"{kd}, CTranslate2 int8"))
+                   if a in models and b in models]  # WD against the paper's KD baseline
+        focus = [f"--focus={wd}"] if wd in models else []  # else the bench's default: its last fairseq row
+        self.keyed(out, "fairseq-wd-bench", self.data_bin, *[f"--model={n}={p}" for n, ps in models.items() for p in ps],
+                   *compare, *focus, *([f"--shortlist={vmap}"] if vmap else []),
+                   *[f"--references={os.path.abspath(r)}" for r in references], "--post-process", self.args.post_process,
+                   "--tokenize", self.bleu_tokenize(), *shlex.split(self.args.bench_args),
+                   "--repeats", self.args.bench_repeats or self.recipe.bench_repeats,
+                   "--max-len-a", self.recipe.max_len_a, "--max-len-b", self.recipe.max_len_b,
+                   "--output-dir", out, *(["--cpu"] if self.cpu else []))
         with open(os.path.join(out, "bench.md")) as f:
             return f.read()
 
@@ -285,11 +319,13 @@ class Pipeline(StepRunner):
         return float(re.search(r"BLEU = ([\d.]+)", proc.stdout).group(1))
 
     def learning_curves(self, teacher):
-        """Valid BLEU against updates of every training (plot next to bench.png), and how each valid loss
-        ended: a markdown table for results.md."""
+        """Valid BLEU against updates of every training and seed (plot next to bench.png), how each valid
+        loss ended, and what stopped each training: markdown tables for results.md."""
         self.step("learning curves (valid BLEU and loss against updates)")
-        found = {row: [p for log, offset in logs if os.path.exists(log) for p in curves.read_validations(log, offset)]
-                 for row, logs in self.logs.items()}
+        found = {}
+        for (row, seed), logs in self.logs.items():
+            label = row if seed is None or len(self.seeds) == 1 else f"{row}, seed {seed}"
+            found[label] = [p for log, offset in logs if os.path.exists(log) for p in curves.read_validations(log, offset)]
         teacher_bleu = self.valid_bleu(teacher)
         os.makedirs(self.path("bench"), exist_ok=True)
         curves.plot(found, self.path("bench", "curves.png"),
@@ -308,6 +344,18 @@ class Pipeline(StepRunner):
             convergence = curves.convergence(points, self.recipe.converged_share * end["update"])
             lines.append(f"| {row} | {end['update']} | {end['bleu']:.2f} | {best['bleu']:.2f} ({best['update']}) | "
                          f"{convergence['best_update']} | {'yes' if convergence['converged'] else 'no'} |")
+        return "\n".join(lines) + "\n\n" + self.stopping_table()
+
+    def stopping_table(self):
+        """What ended each training: fairseq's --patience (converged) or the update cap, and when."""
+        view = (f"Early stopping: --patience {self.recipe.patience} validations of "
+                f"{max(1, int(self.recipe.validate_interval_updates * self.args.update_scale))} updates, the update "
+                "counts are caps (trained to convergence)." if self.recipe.patience else
+                "No early stopping: every training runs its update count (the paper's view at equal updates).")
+        lines = [view, "", "| training | stopped by | at update | cap (--max-update) |", "|---|---|---|---|"]
+        for name, folder, cap in self.trainings:
+            stop = curves.stopped(os.path.join(folder, "train.log"), cap)
+            lines.append(f"| {name} | {stop['by']} | {stop['update']} | {cap} |")
         return "\n".join(lines) + "\n"
 
     def data_and_teacher(self):
@@ -325,23 +373,16 @@ class Pipeline(StepRunner):
         started = time.time()
         teacher = self.data_and_teacher()
         kd_bin = self.teacher_output(teacher)
-        models = {"teacher": teacher, **self.students(teacher, kd_bin)}
+        vmap = self.shortlist(kd_bin) if self.args.shortlist else None
+        models = {"teacher": [teacher], **self.students(teacher, kd_bin)}
         models.update(self.ctranslate2(models))
-        report = f"{self.bench(models)}\n{LEGEND.format(kd_alpha=self.recipe.kd_alpha)}\n\n{self.learning_curves(teacher)}"
+        report = f"{self.bench(models, vmap)}\n{LEGEND.format(kd_alpha=self.recipe.kd_alpha)}\n\n{self.learning_curves(teacher)}"
         if os.path.exists(self.path("raw", "splits.txt")):
             with open(self.path("raw", "splits.txt")) as f:
                 report += f"\nData: {f.read()}"
         with open(self.path("results.md"), "w") as f:
             f.write(report)
         print(f"\n{report}\nsaved to {self.path('results.md')}; pipeline took {(time.time() - started) / 60:.1f} min")
-
-
-def bench_models(out):
-    try:
-        with open(os.path.join(out, "bench.json")) as f:
-            return [m["name"] for m in json.load(f)["models"]]
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 def pack_teacher(checkpoint, spm_model, dictionary, out_dir):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from ..checkpoints import CheckpointError
-from ..teacher import Teacher
+from ..teacher import Teacher, teacher_dictionaries
 from .corpus import SPLITS, CorpusError
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,6 +67,7 @@ def given_teacher(args, src, tgt):
             return None
         checkpoint, dictionary, spm = args.teacher, None, None
         dictionaries = [os.path.join(args.data_bin, f"dict.{lang}.txt") for lang in (src, tgt)]
+        own = teacher_dictionaries(args.teacher_dict, src, tgt) if args.teacher_dict else None
     else:
         if args.teacher:
             folder = os.path.dirname(os.path.abspath(args.teacher))
@@ -84,10 +85,12 @@ def given_teacher(args, src, tgt):
                                       "sentencepiece model its data was made with (--teacher-dict, --teacher-spm), "
                                       "or its binarized data (--data-bin).")
         dictionaries = [dictionary, dictionary]
+        own = None  # the data is binarized here with this very dictionary
     from fairseq.data import Dictionary
 
     teacher = Teacher(checkpoint)  # read once for every check; not kept while the trainings run
-    teacher.check_dictionaries(*(Dictionary.load(path) for path in dictionaries), names=dictionaries)
+    teacher.check_dictionaries(*(Dictionary.load(path) for path in dictionaries), names=dictionaries,
+                               teacher_dicts=own)
     return GivenTeacher(checkpoint, dictionary, spm, teacher.decoder_layers, teacher_encoder_flags(teacher))
 
 

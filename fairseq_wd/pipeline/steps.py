@@ -1,20 +1,33 @@
-"""The pipeline's step runner: numbered steps, this venv's commands, and `done` marks.
+"""The pipeline's step runner: numbered steps, this venv's commands, and keyed marks.
 
-A step's folder counts as finished only once its `done` mark exists, written after its output is
-whole; so a killed run redoes the step (fairseq-train itself resumes from checkpoint_last.pt).
+Every step writes one output (a folder or a file) and a mark beside it, OUTPUT.step.json, holding the
+step's key (keys.py) and whether the output is whole. A rerun skips a step only when its mark is done
+for the same key. A step whose key changed is redone: its old output is moved aside to
+WORK/stale/NAME@KEY (nothing is deleted; a later run whose key matches it again takes it back), and the
+log says what changed. A step killed midway, rerun with the same key, resumes (fairseq-train from its
+checkpoint_last.pt, distill-data from its finished chunks).
 """
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+
+from . import keys
+from .inputs import PACKAGE
 
 BIN = os.path.dirname(sys.executable)
 
 
 class StepRunner:
-    def __init__(self, work):
-        self.work = work
+    def __init__(self, work, redo=()):
+        self.work = os.path.abspath(work)
         self.step_no = 0
+        self.keys = {}          # output -> key, of every step met in this run (inputs of later steps)
+        self.pending = {}       # output -> record, of the steps begun and not finished
+        self.redo = set(redo)   # step names (an output's base name) redone whatever their key
+        self._fingerprints = {}
 
     def path(self, *parts):
         return os.path.join(self.work, *parts)
@@ -23,16 +36,120 @@ class StepRunner:
         self.step_no += 1
         print(f"\n=== [{self.step_no}] {title} ({time.strftime('%H:%M:%S')}) ===", flush=True)
 
+    # -- keys ------------------------------------------------------------------------------------------
+    def portable(self, value):
+        return str(value).replace(self.work + os.sep, "$WORK/").replace(PACKAGE, "$PACKAGE")
+
+    def key_of(self, path):
+        """An earlier step's key for its output (or a file in it), else the content of a file from outside."""
+        path = os.path.abspath(path)
+        made = [o for o in self.keys if path == o or path.startswith(o + os.sep)]
+        if made:
+            return self.keys[max(made, key=len)]
+        if path not in self._fingerprints:
+            self._fingerprints[path] = keys.fingerprint(path)
+        return self._fingerprints[path]
+
+    def inputs_of(self, argv, output):
+        """The existing paths a command line names (an option's value too, as in --model=NAME=PATH),
+        but its own output and the plugin's --user-dir: {portable path: key}."""
+        found = {}
+        for token in map(str, argv):
+            for candidate in {token, token.rsplit("=", 1)[-1]}:
+                full = os.path.abspath(candidate)
+                if (candidate and os.path.exists(full) and full != PACKAGE and full != output
+                        and not full.startswith(output + os.sep)):
+                    found[self.portable(full)] = self.key_of(full)
+        return found
+
+    # -- marks -----------------------------------------------------------------------------------------
     @staticmethod
-    def is_done(folder):
-        if os.path.exists(os.path.join(folder, "done")):
-            print("done already:", folder)
+    def mark_path(output):
+        return output + ".step.json"
+
+    def read_mark(self, output):
+        try:
+            with open(self.mark_path(output)) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def write_mark(self, output, record, done):
+        mark = self.mark_path(output)
+        with open(mark + ".tmp", "w") as f:
+            json.dump({"key": keys.digest(record), "done": done, "record": record}, f, indent=1)
+        os.replace(mark + ".tmp", mark)
+
+    def begin(self, output, what, inputs=None):
+        """True when `output` is done for the key of `what` (its command line or settings) and `inputs`
+        ({portable path: key}; default: the paths the command line names). Otherwise the step is to be
+        (re)done: a stale output is moved aside, or a stashed one with this key taken back."""
+        output = os.path.abspath(output)
+        if isinstance(what, (list, tuple)):
+            inputs = self.inputs_of(what, output) if inputs is None else inputs
+            what = [self.portable(t) for t in what]
+        record = keys.record(what, inputs or {})
+        key = keys.digest(record)
+        self.keys[output] = key
+        self.pending[output] = record
+        mark, exists = self.read_mark(output), os.path.exists(output)
+        name = os.path.basename(output)
+        if mark and mark.get("key") == key and exists and name not in self.redo:
+            if mark.get("done"):
+                print("done already:", output)
+                return True
+            print("resuming:", output)
+            return False
+        if exists or mark:
+            why = [f"--redo {name}"] if mark and mark.get("key") == key else keys.changes(mark and mark.get("record"), record)
+            print(f"redoing {output}: " + "; ".join(why), flush=True)
+            self.stash(output, mark)
+        if self.unstash(output, key):
             return True
+        self.write_mark(output, record, done=False)
         return False
 
-    @staticmethod
-    def mark_done(folder):
-        open(os.path.join(folder, "done"), "w").close()
+    def finish(self, output):
+        output = os.path.abspath(output)
+        self.write_mark(output, self.pending.pop(output), done=True)
+
+    def stash(self, output, mark):
+        """Moves a stale output and its mark to WORK/stale/NAME@KEY."""
+        mark_file = self.mark_path(output)
+        if not os.path.exists(output):
+            os.remove(mark_file)
+            return
+        aside = os.path.join(self.path("stale"), os.path.relpath(output, self.work)) + f"@{(mark or {}).get('key', 'unkeyed')}"
+        if os.path.exists(aside):  # the same stale key again: the newer copy wins
+            shutil.rmtree(aside) if os.path.isdir(aside) else os.remove(aside)
+        os.makedirs(os.path.dirname(aside), exist_ok=True)
+        os.replace(output, aside)
+        if os.path.exists(mark_file):
+            os.replace(mark_file, self.mark_path(aside))
+        print(f"moved the stale {output} aside to {aside}")
+
+    def unstash(self, output, key):
+        """Takes back a finished output of this key from WORK/stale (settings changed, then changed back)."""
+        aside = os.path.join(self.path("stale"), os.path.relpath(output, self.work)) + f"@{key}"
+        mark = self.read_mark(aside)
+        if not (mark and mark.get("done") and os.path.exists(aside) and os.path.basename(output) not in self.redo):
+            return False
+        os.makedirs(os.path.dirname(output), exist_ok=True)
+        os.replace(aside, output)
+        os.replace(self.mark_path(aside), self.mark_path(output))
+        print(f"done already: {output} (taken back from {aside}: made with the same key)")
+        return True
+
+    # -- commands --------------------------------------------------------------------------------------
+    def keyed(self, output, *cmd, log=None, whole=False):
+        """A command that writes `output`, run unless done for its key; returns `output`. `whole`: the
+        command writes its output whole or not at all (aside, then renamed), so an output of this key is
+        complete even when a kill came between the command's end and the mark."""
+        if not self.begin(output, cmd):
+            if not (whole and os.path.exists(output)):
+                self.sh(*cmd, log=log)
+            self.finish(output)
+        return output
 
     def sh(self, *cmd, log=None):
         """Runs a command of this venv; with `log`, the command appends its output to that file itself
@@ -54,3 +171,4 @@ class StepRunner:
             sys.stdout.flush()
         if proc.returncode:
             raise subprocess.CalledProcessError(proc.returncode, argv)
+

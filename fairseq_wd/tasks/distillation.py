@@ -1,13 +1,9 @@
 """`--task distillation`: translation that knows its teacher.
 
-The teacher lives on the task, not in the student: read once (`task.teacher`, a `Teacher`) and checked
-against the dictionaries when the student is built for training; its model is built in eval mode
-without gradients when a criterion first needs it, and moved lazily to the student's device and dtype.
-It is therefore never saved in student checkpoints, never wrapped by DDP, and never loaded at generate
-time (`build_model(from_checkpoint=True)`).
-
-What a criterion may use: `has_teacher()`, `teacher` (weights, config), `get_teacher()` (the model),
-`teacher_output(...)`, and `student_args` (the student's model config, set when it is built).
+The teacher (`--teacher-path`, `--teacher-dict`; what a criterion may use of it) is `TeacherAware`'s
+(teacher_aware.py), shared with the multilingual tasks. This task adds `--extra-train-data` (original +
+teacher output), offline KD from stored top-K log-probabilities, and `--shortlist vmap.txt` decoding
+(fairseq-generate over each batch's candidate targets; shortlist.py, shortlist_generator.py).
 """
 import logging
 import os
@@ -21,61 +17,50 @@ from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask, load_langpair_dataset
 
 from ..datasets.teacher_topk import TeacherTopKDataset, has_topk
-from ..teacher import Teacher, teacher_forward
+from ..shortlist import Shortlist
+from ..shortlist_generator import ShortlistSequenceGenerator
+from .teacher_aware import TeacherAware, TeacherConfig
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class DistillationConfig(TranslationConfig):
-    teacher_path: Optional[str] = field(
-        default=None,
-        metadata={"help": "teacher checkpoint (a fairseq translation model on the same dictionaries); "
-                          "needed by online logit_kd / pkd, not by sequence-level KD"},
-    )
+class DistillationConfig(TeacherConfig, TranslationConfig):
     extra_train_data: Optional[str] = field(
         default=None,
         metadata={"help": "a second binarized data-bin (same dictionaries, e.g. teacher output from "
                           "fairseq-wd-distill-data) whose train split is concatenated with the original"},
     )
+    shortlist: Optional[str] = field(
+        default=None,
+        metadata={"help": "a lexical shortlist (CTranslate2's vmap.txt, from fairseq-wd-shortlist): beam search "
+                          "scores only the target tokens it allows for the batch's source tokens (plus its "
+                          "always list, <unk>, <s>, </s>), so the output layer costs less; checked when the task starts"},
+    )
 
 
 @register_task("distillation", dataclass=DistillationConfig)
-class DistillationTask(TranslationTask):
+class DistillationTask(TeacherAware, TranslationTask):
     cfg: DistillationConfig
 
     def __init__(self, cfg, src_dict, tgt_dict):
         super().__init__(cfg, src_dict, tgt_dict)
-        self._teacher = None
-        self.student_args = None
+        self.shortlist = None
+        if cfg.shortlist:  # a broken file stops here, before any model is loaded
+            self.shortlist = Shortlist.from_file(cfg.shortlist, src_dict, tgt_dict)
+            logger.info("shortlist %s: %d source keys, %d targets always", cfg.shortlist,
+                        int((self.shortlist.table != tgt_dict.eos()).any(1).sum()), len(self.shortlist.always))
 
-    def build_model(self, cfg, from_checkpoint=False):
-        if not from_checkpoint and self.has_teacher():  # a wrong or mismatched teacher fails here, before training
-            logger.info("teacher %s: matches the data's dictionaries", self.teacher.path)
-        model = super().build_model(cfg, from_checkpoint)
-        if not from_checkpoint:
-            self.student_args = cfg
-        return model
-
-    def has_teacher(self):
-        return bool(self.cfg.teacher_path)
-
-    @property
-    def teacher(self):
-        """The --teacher-path checkpoint, read and checked against the data's dictionaries on first use."""
-        if self._teacher is None:
-            if not self.has_teacher():
-                raise ValueError("this criterion needs a teacher: pass --teacher-path TEACHER.pt")
-            teacher = Teacher(self.cfg.teacher_path)
-            teacher.check_dictionaries(self.source_dictionary, self.target_dictionary)
-            self._teacher = teacher
-        return self._teacher
-
-    def get_teacher(self):
-        return self.teacher.model(self)
-
-    def teacher_output(self, student, net_input, **kwargs):
-        return teacher_forward(self.get_teacher(), student, net_input, **kwargs)
+    def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **kwargs):
+        """With --shortlist, fairseq's generator whose model wrapper projects onto the batch's candidates."""
+        if self.shortlist is not None and not getattr(args, "score_reference", False):
+            if seq_gen_cls is not None or getattr(args, "print_alignment", False):
+                raise ValueError("--shortlist works with fairseq's plain SequenceGenerator only "
+                                 "(not with --print-alignment or another generator class)")
+            seq_gen_cls = ShortlistSequenceGenerator
+            extra_gen_cls_kwargs = dict(extra_gen_cls_kwargs or {}, shortlist=self.shortlist)
+        return super().build_generator(models, args, seq_gen_cls=seq_gen_cls,
+                                       extra_gen_cls_kwargs=extra_gen_cls_kwargs, **kwargs)
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
         super().load_dataset(split, epoch, combine, **kwargs)

@@ -1,0 +1,104 @@
+"""fairseq_wd.decoding as the bench uses it: tied weights counted once, unknown reference words escaped
+as fairseq's scorer does, the untimed warm-up of both decoders, and the rotating model order."""
+import re
+
+import pytest
+import sacrebleu
+import torch
+from utils import TINY_DIMS, run, train
+
+import fairseq_wd  # noqa: F401
+from fairseq import checkpoint_utils
+from fairseq_wd import decoding
+from fairseq_wd.checkpoints import load_state, model_args, save_plain_transformer
+from fairseq_wd.deploy import ct2
+
+
+def parameters(path):
+    models, _ = checkpoint_utils.load_model_ensemble([str(path)])
+    return sum(p.numel() for p in models[0].parameters())  # a shared Parameter once
+
+
+@pytest.fixture(scope="module")
+def joined_bin(raw_dir, tmp_path_factory):
+    """The toy data with one dictionary for both sides, as --share-all-embeddings needs."""
+    data = tmp_path_factory.mktemp("joined")
+    run("fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt", "--joined-dictionary",
+        "--trainpref", raw_dir / "train", "--validpref", raw_dir / "valid", "--destdir", data, "--workers", "1")
+    return data
+
+
+@pytest.mark.parametrize("sharing", ["--share-decoder-input-output-embed", "--share-all-embeddings"])
+def test_tied_embeddings_count_once(joined_bin, tmp_path, sharing):
+    """fairseq lists a tied embedding under two (three) names; counted once, from the shared storage of
+    the checkpoint fairseq-train wrote and, in a float16 copy that shares nothing, from the model args."""
+    checkpoint = train(joined_bin, tmp_path / "model", "wd_transformer_base", *TINY_DIMS, sharing, updates=1)
+    params = parameters(checkpoint)
+    assert decoding.model_size(checkpoint) == (params, 4 * params)
+    state = load_state(checkpoint)
+    names = decoding.TIED[sharing[2:].replace("-", "_")]
+    assert all(n in state["model"] for n in names), "fairseq's state dict lists every tied name"
+    half = str(tmp_path / "half.pt")
+    save_plain_transformer(half, state["model"], model_args(state), dtype=torch.float16)
+    assert len({load_state(half)["model"][n].data_ptr() for n in names}) == len(names), "the copy shares nothing"
+    assert decoding.model_size(half) == (params, 2 * params)
+
+
+def test_unknown_reference_words_are_escaped(raw_dir, tmp_path):
+    """A test target word the dictionary lacks is `<<unk>>`, as fairseq-generate's scorer writes it: a
+    hypothesis printing `<unk>` there does not match it."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for lang in ("src", "tgt"):
+        (raw / f"train.{lang}").write_text((raw_dir / f"train.{lang}").read_text())
+    (raw / "test.src").write_text("ana are mere\n")
+    (raw / "test.tgt").write_text("EREM ZORBAX ANA\n")
+    run("fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt", "--trainpref", raw / "train",
+        "--testpref", raw / "test", "--destdir", tmp_path / "bin", "--workers", "1")
+    test = decoding.TestSet(str(tmp_path / "bin"), "test", "none")
+    assert test.targets == ["EREM <<unk>> ANA"]
+    assert sacrebleu.sentence_chrf("EREM <unk> ANA", test.targets).score < 100
+    assert sacrebleu.sentence_bleu("EREM <unk> ANA", test.targets).score < 100
+
+
+def test_rotation_starts_each_round_at_the_next_model():
+    assert [decoding.rotation(["a", "b", "c"], r) for r in range(4)] == [
+        ["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+
+
+class Recorder(decoding.Decoder):
+    """Records the order of the calls (a stand-in decoder: what decode_rows does with it is the test)."""
+    calls = []
+
+    def translate(self, test):
+        self.calls.append(self.path)
+        return decoding.Decoded([self.path] * len(test), [1] * len(test), 1.0, 1.0)
+
+
+def test_rows_rotate_and_only_the_first_seed_is_timed():
+    rows = {"teacher": [Recorder("t")], "kd": [Recorder("k1"), Recorder("k2")], "wd": [Recorder("w")]}
+    seeds, timed = decoding.decode_rows(rows, [0, 1], repeats=2)
+    assert Recorder.calls == ["t", "k1", "w", "k1", "w", "t", "k2"]
+    assert [d.hypotheses[0] for d in seeds["kd"]] == ["k1", "k2"] and len(timed["kd"]) == 2
+
+
+def test_both_decoders_warm_up_off_the_clock(data_bin, teacher, tmp_path):
+    """The first batch is decoded once before the clock: the timed first batch then takes less than that
+    warm-up (with the warm-up on the clock it would take more), the speed is over the timed batches
+    only, and the hypotheses are plain fairseq-generate's."""
+    settings = decoding.Settings(6, 1.0, 8, 0, 200, 1, 1, "cpu")
+    test = decoding.TestSet(str(data_bin), "test", "none")
+    batches = len(test.batches(8))
+    assert batches == 3
+    got = decoding.decoder_for(str(teacher), settings).translate(test)
+    assert len(got.batch_seconds) == batches and 0 < got.batch_seconds[0] < got.warmup_s
+    assert got.sentences_per_s == pytest.approx(20 / sum(got.batch_seconds), rel=0.01)
+    plain = run("fairseq-generate", data_bin, "--path", teacher, "--gen-subset", "test", "--beam", "6",
+                "--batch-size", "8", "--cpu", "--user-dir", decoding.USER_DIR).stdout
+    best = dict(re.findall(r"^D-(\d+)\t\S+\t(.*)$", plain, re.M))
+    assert got.hypotheses == [best[str(i)] for i in range(20)]
+    assert got.lengths == [len(h.split()) for h in got.hypotheses], "tokens without </s> (the toy words)"
+    folder = tmp_path / "ct2"
+    run("fairseq-wd-export", teacher, "--to", "ctranslate2", "--quantization", "none", "--output", folder)
+    outputs, seconds, warmup = ct2.translate(str(folder), test.sources, test.batches(8), 6, 1.0, 1)
+    assert len(seconds) == batches and warmup > 0 and all(o is not None for o in outputs)

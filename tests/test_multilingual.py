@@ -1,0 +1,197 @@
+"""Multilingual teachers (translation_multi_simple_epoch, as NLLB / M2M-100): KD, WD, teacher output and
+the exported student on two toy pairs, src->tgt1 (UPPER-CASE reversed words) and src->tgt2 (Title-Case
+words in order), one joint dictionary, a teacher with --share-all-embeddings."""
+import os
+import random
+import re
+
+import pytest
+import torch
+
+from utils import TINY_DIMS, TRAIN_FLAGS, USER_DIR, run, toy_pair
+
+import fairseq_wd  # noqa: F401
+from fairseq import options, tasks
+from fairseq.data import Dictionary, data_utils
+from fairseq_wd.checkpoints import CheckpointError
+from fairseq_wd.cli import distill_data, export
+from fairseq_wd.criterions.logit_kd import LogitKDCriterion
+from fairseq_wd.criterions.pkd import PKDCriterion
+
+PAIRS = ("tgt1", "tgt2")
+TARGETS = {"tgt1": lambda src, tgt: tgt, "tgt2": lambda src, tgt: " ".join(w.title() for w in src.split())}
+IN_SCRIPT = {"tgt1": str.isupper, "tgt2": str.istitle}  # every word of a right-language hypothesis
+STUDENT = ["--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64", "--encoder-layers", "2",
+           "--encoder-attention-heads", "4", "--decoder-attention-heads", "4"]
+
+
+@pytest.fixture(scope="module")
+def ml(tmp_path_factory):
+    """(data-bin, language options, the teacher): one joint dictionary, two pairs, a 2-2 d32 teacher with
+    shared embeddings trained with fairseq's own translation_multi_simple_epoch."""
+    root = tmp_path_factory.mktemp("multilingual")
+    raw, joint, data = root / "raw", root / "joint", root / "data-bin"
+    raw.mkdir()
+    for split, n, seed in (("train", 300, 1), ("valid", 16, 2), ("test", 16, 3)):
+        rng = random.Random(seed)
+        sentences = [toy_pair(rng) for _ in range(n)]
+        for t in PAIRS:
+            (raw / f"{split}.src-{t}.src").write_text("".join(s + "\n" for s, _ in sentences))
+            (raw / f"{split}.src-{t}.{t}").write_text("".join(TARGETS[t](s, g) + "\n" for s, g in sentences))
+    (raw / "all.src").write_text((raw / "train.src-tgt1.src").read_text() * 2)
+    (raw / "all.tgt").write_text((raw / "train.src-tgt1.tgt1").read_text() + (raw / "train.src-tgt2.tgt2").read_text())
+    run("fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt", "--trainpref", raw / "all",
+        "--joined-dictionary", "--dict-only", "--destdir", joint, "--workers", "1")
+    for t in PAIRS:
+        run("fairseq-preprocess", "--source-lang", "src", "--target-lang", t, "--destdir", data, "--workers", "1",
+            *(x for split in ("train", "valid", "test") for x in (f"--{split}pref", raw / f"{split}.src-{t}")),
+            "--srcdict", joint / "dict.src.txt", "--tgtdict", joint / "dict.src.txt")
+    (root / "langs.txt").write_text("src\ntgt1\ntgt2\n")
+    langs = ["--lang-pairs", "src-tgt1,src-tgt2", "--encoder-langtok", "src", "--decoder-langtok",
+             "--lang-dict", root / "langs.txt", "--sampling-method", "temperature", "--sampling-temperature", "1.5"]
+    run("fairseq-train", data, "--task", "translation_multi_simple_epoch", *langs, "--user-dir", USER_DIR,
+        "--arch", "wd_transformer_base", *TINY_DIMS, "--share-all-embeddings", "--save-dir", root / "teacher",
+        "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1", "--max-update", 160,
+        "--disable-validation", *TRAIN_FLAGS)
+    return data, langs, root / "teacher" / "checkpoint_last.pt", joint / "dict.src.txt"
+
+
+def train(ml, task, save_dir, *extra, updates=3):
+    data, langs, teacher, _ = ml
+    return run("fairseq-train", data, "--user-dir", USER_DIR, "--task", task, *langs, "--teacher-path", teacher,
+               "--save-dir", save_dir, "--max-update", updates, *STUDENT, *TRAIN_FLAGS, *extra).stdout
+
+
+def setup(ml, *extra, task="distillation_multi_simple_epoch"):
+    data, langs, teacher, _ = ml
+    args = options.parse_args_and_arch(options.get_training_parser(), [
+        str(data), "--user-dir", USER_DIR, "--task", task, "--teacher-path", str(teacher), "--arch",
+        "wd_transformer_tiny", *STUDENT, *map(str, langs), *map(str, extra)])
+    return tasks.setup_task(args), args
+
+
+def hypotheses(ml, model, target, *extra):
+    data, langs, _, _ = ml
+    out = run("fairseq-generate", data, "--task", "translation_multi_simple_epoch", *langs, "-s", "src", "-t",
+              target, "--path", model, "--cpu", "--gen-subset", "test", "--beam", "2", "--batch-size", "16",
+              *extra, env={"PYTHONPATH": ""}).stdout
+    return re.findall(r"^H-\d+\t\S+\t(.*)$", out, re.M)
+
+
+def test_batch_holds_language_tokens_and_the_teacher_reads_them(ml):
+    task, args = setup(ml)
+    student = task.build_model(args)  # checks the teacher
+    d = task.source_dictionary
+    task.load_dataset("valid")
+    ds = task.dataset("valid")  # src-tgt1's 16 sentences, then src-tgt2's
+    batch = ds.collater([ds[i] for i in range(16)])
+    src, prev, target = batch["net_input"]["src_tokens"], batch["net_input"]["prev_output_tokens"], batch["target"]
+    first = src.gather(1, src.ne(d.pad()).long().argmax(1, keepdim=True))  # left-padded: first real token
+    assert (first == d.index("__src__")).all() and (target[:, 0] == d.index("__tgt1__")).all()
+    assert (prev[:, 1] == d.index("__tgt1__")).all()
+
+    def teacher_nll(net_input):
+        lprobs = torch.log_softmax(task.teacher_output(student, net_input)[0].float(), -1)
+        mask = target.ne(d.pad())
+        mask[:, 0] = False  # the language token itself
+        return -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)[mask].mean().item()
+
+    right = teacher_nll(batch["net_input"])
+    wrong = dict(batch["net_input"], prev_output_tokens=prev.masked_fill(prev == d.index("__tgt1__"),
+                                                                         d.index("__tgt2__")))
+    assert teacher_nll(wrong) > right + 1.0, "the teacher translates by the language token it is given"
+
+    student.train()  # the criterions unchanged on this batch: a training step of each
+    for criterion in (LogitKDCriterion(task, False, 0.1, 0.5, 1.0, 0),
+                      PKDCriterion(task, False, 0.1, 0.5, 1.0, 0, 0.5, "skip", "skip")):
+        student.zero_grad()
+        loss, _, log = criterion(student, batch)
+        loss.backward()
+        assert log["kd_loss"] > 0 and log["teacher_nll_loss"] / log["ntokens"] < 3.0
+        assert student.decoder.embed_tokens.weight.grad.abs().sum() > 0
+    assert log["pkd_loss"] > 0 and criterion.projections["decoder"].weight.grad is not None
+
+
+def test_teacher_checks_name_the_fix(ml, tmp_path):
+    _, _, _, joint_dict = ml
+    for extra, message in ((["--langs", "tgt1,src,tgt2", "--lang-dict", ""], "numbers its language tokens"),
+                           (["--encoder-langtok", "tgt"], "--encoder-langtok src, this run with --encoder-langtok")):
+        task, _ = setup(ml, *extra)
+        with pytest.raises(CheckpointError, match=message):
+            task.teacher
+    symbols = joint_dict.read_text().splitlines()
+    symbols[3], symbols[4] = symbols[4], symbols[3]
+    (tmp_path / "dict.txt").write_text("\n".join(symbols) + "\n")
+    task, _ = setup(ml, "--teacher-dict", tmp_path / "dict.txt")
+    with pytest.raises(CheckpointError, match="entry 7 is"):
+        task.teacher
+    task, _ = setup(ml, "--teacher-dict", joint_dict)
+    assert task.teacher.path  # its own dictionary + fairseq's language tokens: every symbol the data's
+
+
+def test_pkd_trains_under_fairseq_train(ml, tmp_path):
+    log = train(ml, "distillation_multi_simple_epoch", tmp_path, "--arch", "wd_transformer_tiny",
+                "--criterion", "pkd", "--kd-alpha", "0.5", updates=2)
+    nll = [float(v) for v in re.findall(r"valid on 'valid' subset .*?\| teacher_nll_loss ([\d.]+)", log)]
+    assert nll and nll[-1] < 4.0 and re.search(r"valid on .*\| pkd_loss [\d.]+", log)
+
+
+def test_small_student_shares_embeddings_and_translates_into_each_target_language(ml, tmp_path):
+    log = train(ml, "weight_distillation_multi_simple_epoch", tmp_path, "--arch", "wd_transformer_small",
+                "--share-all-embeddings", "--criterion", "weight_distillation", updates=6)
+    plan = [line.split()[0] for line in log.splitlines() if " <- " in line]
+    assert [k for k in plan if "embed_tokens" in k or "output_projection" in k] == ["encoder.embed_tokens.weight"]
+    export.main([str(tmp_path / "checkpoint_last.pt"), "--output", str(tmp_path / "student.pt")])
+    state = torch.load(tmp_path / "student.pt", weights_only=True)
+    model = state["model"]
+    for key in ("decoder.embed_tokens.weight", "decoder.output_projection.weight"):
+        assert torch.equal(model[key], model["encoder.embed_tokens.weight"]), "generated once, still tied"
+    assert state["cfg"]["model"]["share_all_embeddings"]
+    assert state["cfg"]["task"]["_name"] == "translation_multi_simple_epoch"
+    assert "teacher_path" not in state["cfg"]["task"] and "teacher_path" not in state["cfg"]["model"]
+    for target in PAIRS:  # vanilla fairseq, no --user-dir: the target language token picks the language
+        words = [w for h in hypotheses(ml, tmp_path / "student.pt", target) for w in h.split()]
+        assert len(words) > 16 and all(map(IN_SCRIPT[target], words)), (target, words[:20])
+
+
+def test_distill_data_every_pair_then_tiny_wd_on_original_plus_teacher_output(ml, tmp_path):
+    data, langs, teacher, _ = ml
+    kd = tmp_path / "kd-bin"
+    distill_data.main(list(map(str, [data, "--user-dir", USER_DIR, "--task", "translation_multi_simple_epoch",
+                                     *langs, "--path", teacher, "--dest", kd, "--gen-subset", "train", "--beam", "2",
+                                     "--batch-size", "64", "--cpu"])))
+    joint = Dictionary.load(str(data / "dict.src.txt"))
+    langtoks = {joint.index(f"__{lang}__") for lang in ("src", *PAIRS)}
+    for t in PAIRS:
+        read = lambda folder, lang: data_utils.load_indexed_dataset(str(folder / f"train.src-{t}.{lang}"), None)
+        src, original, hyps = read(kd, "src"), read(data, "src"), read(kd, t)
+        assert len(hyps) == 300 and all(torch.equal(src[i], original[i]) for i in range(300)), "sources as on disk"
+        assert all(h[-1] == joint.eos() and not langtoks & set(h.tolist()) for h in hyps), "no language token"
+        words = [w for i in range(300) for w in joint.string(hyps[i]).split()]
+        assert words and all(map(IN_SCRIPT[t], words)), "each pair in its own target language"
+
+    phase1 = tmp_path / "phase1"
+    log = train(ml, "weight_distillation_multi_simple_epoch", phase1, "--arch", "wd_transformer_tiny",
+                "--share-decoder-input-output-embed", "--criterion", "weight_distillation", "--extra-train-data", kd,
+                updates=4)
+    assert "'teacher_output:src-tgt2': 300" in log, "the teacher output is one more dataset per pair"
+    export.main([str(phase1 / "checkpoint_last.pt"), "--output", str(tmp_path / "student.pt")])
+    model = torch.load(tmp_path / "student.pt", weights_only=True)["model"]
+    assert model["decoder.embed_tokens.weight"].shape == (len(joint) + 3, 16)  # its own, narrower; 3 languages
+    assert torch.equal(model["decoder.embed_tokens.weight"], model["decoder.output_projection.weight"])
+    log = run("fairseq-train", data, "--user-dir", USER_DIR, "--task", "distillation_multi_simple_epoch", *langs,
+              "--finetune-from-model", tmp_path / "student.pt", "--arch", "wd_transformer_tiny", *STUDENT,
+              "--share-decoder-input-output-embed", "--criterion", "label_smoothed_cross_entropy",
+              "--save-dir", tmp_path / "phase2", "--max-update", "2", "--extra-train-data", kd, *TRAIN_FLAGS)
+    assert "Loaded checkpoint" in log.stdout + log.stderr
+
+
+def test_extra_train_data_without_every_pair_is_refused(ml, tmp_path):
+    data, _, _, _ = ml
+    os.makedirs(tmp_path / "kd")
+    for name in os.listdir(data):
+        if name.startswith("dict.") or name.startswith("train.src-tgt1."):
+            os.link(data / name, tmp_path / "kd" / name)
+    task, _ = setup(ml, "--extra-train-data", tmp_path / "kd")
+    with pytest.raises(ValueError, match="no train data for src-tgt2"):
+        task.load_dataset("train")

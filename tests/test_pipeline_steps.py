@@ -1,0 +1,57 @@
+"""The pipeline's keyed steps (pipeline/steps.py) on plain shell commands: what a rerun redoes and why."""
+from fairseq_wd.pipeline.steps import StepRunner
+
+
+def rerun(work, source, *options, redo=()):
+    """A two-step chain as a fresh pipeline run: `copy` reads the given file, `twice` reads `copy`."""
+    steps = StepRunner(work, redo=redo)
+    steps.keyed(work / "copy", "cp", *options, source, work / "copy")
+    steps.keyed(work / "twice", "sh", "-c", 'cat "$1" "$1" > "$2"', "-", work / "copy", work / "twice")
+    return (work / "twice").read_text()
+
+
+def test_a_step_is_redone_when_what_made_it_changed(tmp_path, capsys):
+    work, source = tmp_path / "work", tmp_path / "given.txt"
+    work.mkdir()
+    source.write_text("a\n")
+    assert rerun(work, source) == "a\na\n"
+    assert rerun(work, source) == "a\na\n" and capsys.readouterr().out.count("done already") == 2
+
+    source.write_text("b\n")  # same path, other content (a retrained teacher): both steps redone
+    assert rerun(work, source) == "b\nb\n"
+    said = capsys.readouterr().out
+    assert f"input {source} was redone or changed" in said
+    assert "input $WORK/copy was redone or changed" in said, "the step after it follows"
+    assert len(list((work / "stale").iterdir())) == 4, "both old outputs and their marks moved aside, not deleted"
+
+    assert rerun(work, source, "-p") == "b\nb\n"  # another option: the log names it
+    said = capsys.readouterr().out
+    assert "command: '-p' added" in said and said.count("redoing") == 2, "a new key, so the step after it too"
+
+    source.write_text("a\n")  # the first settings again: taken back, nothing run
+    assert rerun(work, source) == "a\na\n"
+    said = capsys.readouterr().out
+    assert said.count("taken back from") == 2 and "+ cp" not in said
+
+
+def test_a_killed_step_resumes_and_redo_forces_a_step(tmp_path, capsys):
+    work, source = tmp_path / "work", tmp_path / "given.txt"
+    work.mkdir()
+    source.write_text("a\n")
+    steps = StepRunner(work)
+    assert not steps.begin(work / "copy", ["cp", source, work / "copy"])  # killed before it finished
+    (work / "copy").write_text("half")
+    assert rerun(work, source) == "a\na\n" and f"resuming: {work / 'copy'}" in capsys.readouterr().out
+    rerun(work, source, redo=["twice"])
+    said = capsys.readouterr().out
+    assert f"done already: {work / 'copy'}" in said and "redoing" in said and "--redo twice" in said
+
+
+def test_an_output_without_a_key_is_redone(tmp_path, capsys):
+    """A work dir of an earlier version (its folders marked by an empty `done` file) is not trusted."""
+    work, source = tmp_path / "work", tmp_path / "given.txt"
+    (work / "copy").mkdir(parents=True)
+    (work / "copy" / "done").write_text("")
+    source.write_text("a\n")
+    assert rerun(work, source) == "a\na\n"
+    assert "no key stored" in capsys.readouterr().out and (work / "stale" / "copy@unkeyed" / "done").exists()
