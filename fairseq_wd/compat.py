@@ -234,6 +234,9 @@ def stop_at_max_update():
         if trainer.get_num_updates() >= (cfg.optimization.max_update or math.inf):
             logger.info("checkpoint at --max-update %d already: nothing to train", cfg.optimization.max_update)
             return [None], True
+        if getattr(trainer, "_fairseq_wd_patience_spent", False):  # set by resume_patience
+            logger.info("checkpoint stopped early already (--patience %d): nothing to train", cfg.checkpoint.patience)
+            return [None], True
         return original(cfg, trainer, task, epoch_itr)
 
     train._fairseq_wd_stops = True
@@ -273,9 +276,10 @@ def resume_with_the_same_batches():
 def resume_patience():
     """fairseq 0.12.x counts --patience (validations without a better valid metric) in attributes of
     fairseq_cli.train.should_stop_early that no checkpoint holds: a training killed and resumed starts
-    counting again, so it trains longer than the same training uninterrupted. We save the count with
-    each checkpoint (extra_state) and restore it when a training resumes from its own checkpoint_last.pt
-    (not when --finetune-from-model starts a new one)."""
+    counting again, so it trains longer than the same training uninterrupted (and one rerun after it
+    stopped early trains on). We save the count with each checkpoint (extra_state) and restore it when a
+    training resumes from its own checkpoint_last.pt (not when --finetune-from-model starts a new one);
+    one whose count had run out does not train again."""
     from fairseq import checkpoint_utils
     from fairseq.trainer import Trainer
 
@@ -296,6 +300,8 @@ def resume_patience():
         resumed = os.path.exists(os.path.join(cfg.save_dir, cfg.restore_file)) or not cfg.finetune_from_model
         if saved and resumed and not (cfg.reset_meters or cfg.reset_dataloader):
             stop.best, stop.num_runs = saved["best"], saved["num_runs"]
+            # a training that had stopped early stays stopped (stop_at_max_update's check before a step)
+            trainer._fairseq_wd_patience_spent = 0 < cfg.patience <= stop.num_runs
         return extra_state, epoch_itr
 
     save_checkpoint._fairseq_wd_patience = True

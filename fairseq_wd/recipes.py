@@ -58,8 +58,10 @@ class Recipe:
         if not self.patience:
             return []
         every = str(max(1, int(self.validate_interval_updates * scale)))
-        return ["--patience", str(self.patience), "--validate-interval-updates", every, "--save-interval-updates",
-                every, "--keep-interval-updates", "1", "--validate-interval", "100000", "--save-interval", "100000"]
+        flags = ["--patience", str(self.patience), "--validate-interval-updates", every, "--save-interval-updates",
+                 every, "--keep-interval-updates", "1"]
+        # validations on the update grid only, unless the teacher's epoch checkpoints are to be averaged
+        return flags if self.average_last else [*flags, "--validate-interval", "100000", "--save-interval", "100000"]
 
     def wd_phase_updates(self, total=None):
         """(phase 1, phase 2) updates: WD's two phases share one student's updates, half each."""

@@ -80,6 +80,7 @@ def test_a_resumed_training_keeps_its_patience_count(data_bin, tmp_path):
         return saved["optimizer_history"][-1]["num_updates"], "early stop" in out
 
     assert train("whole", 40) == (6, True)
+    assert train("whole", 40)[0] == 6, "rerun after an early stop: nothing to train (fairseq itself goes on)"
     for folder, env, stop in (("resumed", None, 6), ("fairseq", {"FAIRSEQ_WD_NO_PATCH": "resume_patience"}, 10)):
         assert train(folder, 4, env) == (4, False)
         assert train(folder, 40, env) == (stop, True), folder

@@ -45,6 +45,12 @@ def test_a_killed_step_resumes_and_redo_forces_a_step(tmp_path, capsys):
     rerun(work, source, redo=["twice"])
     said = capsys.readouterr().out
     assert f"done already: {work / 'copy'}" in said and "redoing" in said and "--redo twice" in said
+    for _ in range(2):  # a step redone with its key unchanged: the steps that read it follow
+        rerun(work, source, redo=["copy"])
+        said = capsys.readouterr().out
+        assert "--redo copy" in said and "input $WORK/copy was redone or changed" in said
+    assert len([f for f in (work / "stale").iterdir() if f.name.startswith("copy@") and
+                not f.name.endswith(".step.json")]) == 2, "both earlier copies kept, none deleted"
 
 
 def test_an_output_without_a_key_is_redone(tmp_path, capsys):

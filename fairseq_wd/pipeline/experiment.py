@@ -81,7 +81,8 @@ class Pipeline(StepRunner):
                     "vocab_size": self.recipe.vocab_size, "character_coverage": a.character_coverage,
                     "given": [bool(f) for f in given_files], "teacher_vocabulary": bool(teacher),
                     "max_positions": MAX_POSITIONS}
-        if self.begin(self.data_bin, settings, {self.portable(f): self.key_of(f) for f in sources if f}):
+        # not taken back from stale/: raw/ and spm.model, written beside data-bin, would not come with it
+        if self.begin(self.data_bin, settings, {self.portable(f): self.key_of(f) for f in sources if f}, restore=False):
             return
         if not (a.tsv or a.source_file) and (self.src, self.tgt) != ("en", "ro"):
             raise corpus.CorpusError("the shipped corpus is English-Romanian: keep --source-lang en --target-lang ro, "
@@ -134,6 +135,11 @@ class Pipeline(StepRunner):
             self.sh(*cmd, log=os.path.join(save, "train.log"))
             self.finish(save)
         return os.path.join(save, "checkpoint_best.pt")
+
+    def ended_at(self, name, updates):
+        """The update a finished training stopped at (early, under --patience; else its cap): where the
+        curve of the training that continues it starts."""
+        return curves.stopped(self.path(name, "train.log"), self.updates(updates))["update"] or self.updates(updates)
 
     def criterion(self, name):
         smoothing = [] if name == "ptp" else ["--label-smoothing", str(self.recipe.label_smoothing)]
@@ -246,7 +252,7 @@ class Pipeline(StepRunner):
         self.step(f"{row}: phase 2 (fine-tuning), seed {seed}")
         return {row: self.train(self.folder("wd_phase2", seed), n2, *student, "--task", "distillation", *wd,
                                 "--finetune-from-model", exported, *self.criterion("label_smoothed_cross_entropy"),
-                                *self.recipe.wd_phase2, row=row, offset=self.updates(n1), seed=seed)}
+                                *self.recipe.wd_phase2, row=row, offset=self.ended_at(phase1_dir, n1), seed=seed)}
 
     def student_pea_kd(self, teacher, kd_bin, seed):
         """Pea-KD's two parts on their own with logit_kd, and together with pkd as Pea-KD does: the same
@@ -261,11 +267,12 @@ class Pipeline(StepRunner):
         for i, method, arch, criterion in ((1, "ptp_logit_kd", plain, "logit_kd"), (2, "pea_kd", sps, "pkd")):
             name = self.row("pea-kd", i)
             self.step(f"{name}: pre-training on the teacher's predictions (PTP), seed {seed}")
-            ptp = self.train(self.folder(f"{method}_ptp", seed), n // 2, *arch, "--task", "distillation",
+            ptp_dir = self.folder(f"{method}_ptp", seed)
+            ptp = self.train(ptp_dir, n // 2, *arch, "--task", "distillation",
                              "--teacher-path", teacher, *self.criterion("ptp"), seed=seed)
             self.step(f"{name}: {criterion} from the PTP student, seed {seed}")
             models[name] = self.train(self.folder(method, seed), n - n // 2, *arch, *kd, *self.criterion(criterion),
-                                      "--finetune-from-model", ptp, row=name, offset=self.updates(n // 2), seed=seed)
+                                      "--finetune-from-model", ptp, row=name, offset=self.ended_at(ptp_dir, n // 2), seed=seed)
         return models
 
     def ctranslate2(self, models):

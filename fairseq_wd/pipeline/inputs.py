@@ -65,13 +65,13 @@ def given_teacher(args, src, tgt):
         check_data_bin(args, src, tgt)
         if not args.teacher:
             return None
-        checkpoint, dictionary, spm = args.teacher, None, None
+        checkpoint, dictionary, spm = os.path.abspath(args.teacher), None, None
         dictionaries = [os.path.join(args.data_bin, f"dict.{lang}.txt") for lang in (src, tgt)]
         own = teacher_dictionaries(args.teacher_dict, src, tgt) if args.teacher_dict else None
     else:
         if args.teacher:
             folder = os.path.dirname(os.path.abspath(args.teacher))
-            checkpoint = args.teacher
+            checkpoint = os.path.abspath(args.teacher)  # steps know their inputs by absolute paths
             dictionary = args.teacher_dict or os.path.join(folder, "dict.txt")
             spm = args.teacher_spm or os.path.join(folder, "spm.model")
         elif args.train_teacher or args.tsv or args.source_file or args.budget != "demo":

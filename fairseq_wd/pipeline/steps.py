@@ -9,7 +9,6 @@ checkpoint_last.pt, distill-data from its finished chunks).
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -51,13 +50,14 @@ class StepRunner:
         return self._fingerprints[path]
 
     def inputs_of(self, argv, output):
-        """The existing paths a command line names (an option's value too, as in --model=NAME=PATH),
-        but its own output and the plugin's --user-dir: {portable path: key}."""
+        """The existing absolute paths a command line names (an option's value too, as in
+        --model=NAME=PATH), but its own output and the plugin's --user-dir: {portable path: key}. The
+        pipeline names every file by its absolute path; a bare word (train, adam) is never an input."""
         found = {}
         for token in map(str, argv):
             for candidate in {token, token.rsplit("=", 1)[-1]}:
-                full = os.path.abspath(candidate)
-                if (candidate and os.path.exists(full) and full != PACKAGE and full != output
+                full = os.path.normpath(candidate)
+                if (os.path.isabs(candidate) and os.path.exists(full) and full != PACKAGE and full != output
                         and not full.startswith(output + os.sep)):
                     found[self.portable(full)] = self.key_of(full)
         return found
@@ -75,15 +75,20 @@ class StepRunner:
             return None
 
     def write_mark(self, output, record, done):
+        """`made`: when the output was finished; with the key it is what later steps know this one by, so
+        a step redone with the same key (--redo) still redoes the steps that read it."""
         mark = self.mark_path(output)
+        made = time.time() if done else None
         with open(mark + ".tmp", "w") as f:
-            json.dump({"key": keys.digest(record), "done": done, "record": record}, f, indent=1)
+            json.dump({"key": keys.digest(record), "done": done, "made": made, "record": record}, f, indent=1)
         os.replace(mark + ".tmp", mark)
+        if done:
+            self.keys[output] = made_key(keys.digest(record), made)
 
-    def begin(self, output, what, inputs=None):
+    def begin(self, output, what, inputs=None, restore=True):
         """True when `output` is done for the key of `what` (its command line or settings) and `inputs`
         ({portable path: key}; default: the paths the command line names). Otherwise the step is to be
-        (re)done: a stale output is moved aside, or a stashed one with this key taken back."""
+        (re)done: a stale output is moved aside, or (`restore`) a stashed one with this key taken back."""
         output = os.path.abspath(output)
         if isinstance(what, (list, tuple)):
             inputs = self.inputs_of(what, output) if inputs is None else inputs
@@ -97,6 +102,7 @@ class StepRunner:
         if mark and mark.get("key") == key and exists and name not in self.redo:
             if mark.get("done"):
                 print("done already:", output)
+                self.keys[output] = made_key(key, mark.get("made"))
                 return True
             print("resuming:", output)
             return False
@@ -104,7 +110,7 @@ class StepRunner:
             why = [f"--redo {name}"] if mark and mark.get("key") == key else keys.changes(mark and mark.get("record"), record)
             print(f"redoing {output}: " + "; ".join(why), flush=True)
             self.stash(output, mark)
-        if self.unstash(output, key):
+        if restore and self.unstash(output, key):
             return True
         self.write_mark(output, record, done=False)
         return False
@@ -120,9 +126,9 @@ class StepRunner:
             os.remove(mark_file)
             return
         aside = os.path.join(self.path("stale"), os.path.relpath(output, self.work)) + f"@{(mark or {}).get('key', 'unkeyed')}"
-        if os.path.exists(aside):  # the same stale key again: the newer copy wins
-            shutil.rmtree(aside) if os.path.isdir(aside) else os.remove(aside)
         os.makedirs(os.path.dirname(aside), exist_ok=True)
+        if os.path.exists(aside):  # the same stale key again (a --redo): keep both copies
+            aside += f".{sum(1 for f in os.listdir(os.path.dirname(aside)) if f.startswith(os.path.basename(aside)))}"
         os.replace(output, aside)
         if os.path.exists(mark_file):
             os.replace(mark_file, self.mark_path(aside))
@@ -138,6 +144,7 @@ class StepRunner:
         os.replace(aside, output)
         os.replace(self.mark_path(aside), self.mark_path(output))
         print(f"done already: {output} (taken back from {aside}: made with the same key)")
+        self.keys[output] = made_key(key, mark.get("made"))
         return True
 
     # -- commands --------------------------------------------------------------------------------------
@@ -172,3 +179,8 @@ class StepRunner:
         if proc.returncode:
             raise subprocess.CalledProcessError(proc.returncode, argv)
 
+
+def made_key(key, made):
+    """What later steps know a finished step by: its key and when it was made (marks written before
+    fairseq-wd 0.2.0's --redo hold no time: their key alone)."""
+    return key if made is None else f"{key}@{made}"
