@@ -25,6 +25,7 @@ class StepRunner:
         self.step_no = 0
         self.keys = {}          # output -> key, of every step met in this run (inputs of later steps)
         self.pending = {}       # output -> record, of the steps begun and not finished
+        self.made = {}          # output -> when it was made, of resumed steps that had been finished
         self.redo = set(redo)   # step names (an output's base name) redone whatever their key
         self._fingerprints = {}
 
@@ -74,11 +75,11 @@ class StepRunner:
         except (OSError, ValueError):
             return None
 
-    def write_mark(self, output, record, done):
+    def write_mark(self, output, record, done, made=None):
         """`made`: when the output was finished; with the key it is what later steps know this one by, so
         a step redone with the same key (--redo) still redoes the steps that read it."""
         mark = self.mark_path(output)
-        made = time.time() if done else None
+        made = (made or time.time()) if done else None
         with open(mark + ".tmp", "w") as f:
             json.dump({"key": keys.digest(record), "done": done, "made": made, "record": record}, f, indent=1)
         os.replace(mark + ".tmp", mark)
@@ -105,6 +106,7 @@ class StepRunner:
                 self.keys[output] = made_key(key, mark.get("made"))
                 return True
             print("resuming:", output)
+            self.made[output] = mark.get("made")  # resumed to the same output: the later steps stay valid
             return False
         if exists or mark:
             why = [f"--redo {name}"] if mark and mark.get("key") == key else keys.changes(mark and mark.get("record"), record)
@@ -117,7 +119,7 @@ class StepRunner:
 
     def finish(self, output):
         output = os.path.abspath(output)
-        self.write_mark(output, self.pending.pop(output), done=True)
+        self.write_mark(output, self.pending.pop(output), done=True, made=self.made.pop(output, None))
 
     def stash(self, output, mark):
         """Moves a stale output and its mark to WORK/stale/NAME@KEY."""
