@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from fairseq.data import data_utils
 
+from . import multilingual
 from .checkpoints import CheckpointError, load_state, model_args
 from .deploy import ct2
 
@@ -71,14 +72,19 @@ class TestSet:
     default references), an unknown word in them written `<<unk>>` as fairseq's own scorer does
     (tgt_dict.string(..., escape_unk=True)), so that a hypothesis printing `<unk>` is not credited."""
 
-    def __init__(self, data, subset, post_process):
+    def __init__(self, data, subset, post_process, pair=None, langtoks=None):
+        """`pair`: (src, tgt) of a multilingual data-bin, whose language tokens `langtoks` (the task's
+        multilingual.token_settings) add; else the data-bin's one pair."""
         from fairseq.data import Dictionary, indexed_dataset
 
-        found = sorted(glob.glob(os.path.join(data, f"{subset}.*-*.*.idx")))
+        found = sorted(glob.glob(os.path.join(data, f"{subset}.{'-'.join(pair) if pair else '*-*'}.*.idx")))
         if not found:
-            raise DecodingError(f"no binarized '{subset}' split in {data}: run fairseq-preprocess with --{subset}pref")
+            raise DecodingError(f"no binarized '{subset}' split {'-'.join(pair or ())} in {data}: run "
+                                f"fairseq-preprocess with --{subset}pref")
         self.data, self.subset, self.post_process = data, subset, post_process
         self.src, self.tgt = os.path.basename(found[0]).split(".")[1].split("-")
+        self.pair = pair
+        self.source_prefix, self.target_prefix = multilingual.prefixes(langtoks, *pair) if pair else ([], [])
 
         def side(lang, escape_unk):
             d = Dictionary.load(os.path.join(data, f"dict.{lang}.txt"))
@@ -87,6 +93,7 @@ class TestSet:
             return lines, ds.sizes.astype(np.int64)  # with </s>
 
         sources, self.src_sizes = side(self.src, False)  # CTranslate2 reads <unk> as the unknown token
+        self.src_sizes += len(self.source_prefix)  # fairseq's length limits count the language token
         targets, self.tgt_sizes = side(self.tgt, True)
         self.sources = [line.split() for line in sources]
         self.targets = [self.detok(line.split()) for line in targets]
@@ -181,6 +188,8 @@ class FairseqDecoder(Decoder):
                "--gen-subset", test.subset, "--beam", str(s.beam), "--lenpen", str(s.lenpen),
                "--batch-size", str(s.batch_size), "--max-len-a", str(s.max_len_a), "--max-len-b", str(s.max_len_b),
                "--min-len", str(s.min_len), "--post-process", test.post_process, *s.generate_args]
+        if test.pair:  # a multilingual task's pair (its options in generate_args)
+            cmd += ["--source-lang", test.src, "--target-lang", test.tgt]
         if self.shortlist:  # the plugin's task decodes over each batch's candidates; any checkpoint loads in it
             cmd += ["--task", "distillation", "--shortlist", self.shortlist]
         if s.device == "cpu":
@@ -214,11 +223,19 @@ class CTranslate2Decoder(Decoder):
 
     def translate(self, test):
         s = self.settings
+        langtoks = ct2.languages(self.path)
+        if bool(langtoks) != bool(test.pair):
+            raise DecodingError(f"{self.path} is a {'multilingual' if langtoks else 'bilingual'} CTranslate2 model, "
+                                f"the test set {'one pair of a multilingual' if test.pair else 'a bilingual'} data-bin")
+        source_prefix, target_prefix = multilingual.prefixes(langtoks, *test.pair) if test.pair else ((), ())
         outputs, seconds, warmup = ct2.translate(self.path, test.sources, test.batches(s.batch_size), s.beam,
                                                  s.lenpen, s.threads, s.device, s.max_len_a, s.max_len_b, s.min_len,
-                                                 use_vmap=bool(self.shortlist))
+                                                 use_vmap=bool(self.shortlist), source_prefix=source_prefix,
+                                                 target_prefix=target_prefix)
         total = sum(seconds)
-        hyps = self.complete({i: test.detok(tokens) for i, tokens in enumerate(outputs)}, test)
+        strip = set(target_prefix)  # the target's language token, wherever it is, as fairseq's generator strips it
+        hyps = self.complete({i: test.detok([t for t in tokens if t not in strip]) for i, tokens in enumerate(outputs)},
+                             test)
         return Decoded(hyps, [len(t) for t in outputs], len(outputs) / total,
                        sum(len(t) + 1 for t in outputs) / total, warmup, seconds)
 

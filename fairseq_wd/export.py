@@ -84,6 +84,10 @@ def to_ctranslate2(path, output, quantization, teacher_path=None, data=None, vma
     ct2.require()  # before loading anything
     weights, args, task_cfg = model_for_export(path, teacher_path, data)
     data = data or utils.split_paths(task_cfg.get("data") or "")[0]
+    if str(task_cfg.get("_name", "")).endswith("multi_simple_epoch"):
+        if vmap is not None:
+            raise ct2.DeployError("--vmap: shortlists are bilingual only (one source and one target language)")
+        return multilingual_to_ctranslate2(weights, args, task_cfg, data, output, quantization)
     src, tgt = task_cfg.get("source_lang"), task_cfg.get("target_lang")
     if not (src and tgt) and os.path.isdir(data):
         src, tgt = infer_language_pair(data)
@@ -92,3 +96,23 @@ def to_ctranslate2(path, output, quantization, teacher_path=None, data=None, vma
 
         read_vmap(vmap, *dictionaries(data, src, tgt))
     ct2.convert(weights, args, data, src, tgt, output, quantization, vmap)
+
+
+def multilingual_to_ctranslate2(weights, args, task_cfg, data, output, quantization):
+    """A multilingual model as one CTranslate2 model for all its pairs: its joint dictionary with the
+    language tokens as both vocabularies, and the token settings (languages.json) with which decoding puts
+    the source's token first and forces the target's, as CTranslate2 documents for M2M-100."""
+    import tempfile
+
+    from . import multilingual
+
+    joint = multilingual.joint_dictionary(data, task_cfg)
+    rows = weights["decoder.output_projection.weight"].shape[0] if "decoder.output_projection.weight" in weights else None
+    if rows is not None and rows != len(joint):
+        raise CheckpointError(f"the model's output layer has {rows} rows, the joint dictionary of {data} with its "
+                              f"language tokens {len(joint)}: pass --data, the data-bin it was trained on")
+    with tempfile.TemporaryDirectory() as tmp:
+        for side in ("src", "tgt"):
+            joint.save(os.path.join(tmp, f"dict.{side}.txt"))
+        ct2.convert(weights, args, tmp, "src", "tgt", output, quantization,
+                    languages=multilingual.token_settings(task_cfg))

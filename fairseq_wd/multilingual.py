@@ -2,6 +2,7 @@
 teachers): a teacher checked against its one joint dictionary, language tokens included, and against
 its language settings, since a teacher that was trained with other language token ids reads the
 data's tokens as other languages without any error of fairseq's."""
+import argparse
 import logging
 import os
 
@@ -137,3 +138,47 @@ def check_teacher(teacher, task, teacher_dict=None):
     own = teacher_dict and teacher_dictionaries(teacher_dict, task)
     names = ["this run's joint dictionary (source side)", "this run's joint dictionary (target side)"]
     teacher.check_dictionaries(task.source_dictionary, task.target_dictionary, names=names, teacher_dicts=own)
+
+
+def task_pairs(task_cfg):
+    """The (src, tgt) pairs of a multilingual task config (a dict, or argparse options)."""
+    lang_pairs = task_cfg.get("lang_pairs") if isinstance(task_cfg, dict) else task_cfg.lang_pairs
+    return pairs(argparse.Namespace(lang_pairs=lang_pairs))
+
+
+def joint_dictionary(data, task_cfg):
+    """The dictionary a multilingual model's embeddings index: the data-bin's joint one with fairseq's
+    language tokens added, in the order its task adds them (for CTranslate2, which knows no languages)."""
+    src, _ = task_pairs(task_cfg)[0]
+    path = os.path.join(data, f"dict.{src}.txt")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"no {path}: pass --data, the multilingual data-bin the model was trained on")
+    langs, where = languages(task_cfg)
+    if langs is None:
+        raise CheckpointError(f"the model numbers its language tokens by {where}: copy that file here or pass "
+                              "the data-bin that holds it")
+    if task_cfg.get("lang_tok_replacing_bos_eos"):
+        raise CheckpointError("--lang-tok-replacing-bos-eos models cannot be converted (CTranslate2 keeps </s> as "
+                              "the first decoder token); retrain without it")
+    d = Dictionary.load(path)
+    augment_dictionary(d, langs, task_cfg.get("lang_tok_style") or "multilingual",
+                       task_cfg.get("langtoks_specs") or ["main"], task_cfg.get("extra_data"))
+    return d
+
+
+def prefixes(settings, src, tgt):
+    """(the tokens before a source sentence, the forced first target tokens) of pair src-tgt, as fairseq's
+    data manager and its inference_step add them (`main` language tokens). `settings`: the task's
+    lang_tok_style, encoder_langtok and decoder_langtok."""
+    style = settings.get("lang_tok_style") or "multilingual"
+    enc = settings.get("encoder_langtok")
+    source = [get_lang_tok(src if enc.startswith("src") else tgt, style, enc)] if enc else []
+    return source, [get_lang_tok(tgt, style, "tgt")] if settings.get("decoder_langtok") else []
+
+
+def token_settings(task_cfg):
+    """What decoding needs of a multilingual task to add the language tokens (see `prefixes`)."""
+    get = task_cfg.get if isinstance(task_cfg, dict) else lambda k, d=None: getattr(task_cfg, k, d)
+    return {"lang_pairs": [f"{s}-{t}" for s, t in task_pairs(task_cfg)],
+            "lang_tok_style": get("lang_tok_style") or "multilingual", "encoder_langtok": get("encoder_langtok"),
+            "decoder_langtok": bool(get("decoder_langtok"))}

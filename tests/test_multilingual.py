@@ -1,9 +1,11 @@
 """Multilingual teachers (translation_multi_simple_epoch, as NLLB / M2M-100): KD, WD, teacher output and
 the exported student on two toy pairs, src->tgt1 (UPPER-CASE reversed words) and src->tgt2 (Title-Case
 words in order), one joint dictionary, a teacher with --share-all-embeddings."""
+import json
 import os
 import random
 import re
+import shlex
 
 import pytest
 import torch
@@ -17,6 +19,7 @@ from fairseq_wd.checkpoints import CheckpointError
 from fairseq_wd.cli import distill_data, export
 from fairseq_wd.criterions.logit_kd import LogitKDCriterion
 from fairseq_wd.criterions.pkd import PKDCriterion
+from fairseq_wd.pipeline.experiment import METHODS
 
 PAIRS = ("tgt1", "tgt2")
 TARGETS = {"tgt1": lambda src, tgt: tgt, "tgt2": lambda src, tgt: " ".join(w.title() for w in src.split())}
@@ -195,3 +198,88 @@ def test_extra_train_data_without_every_pair_is_refused(ml, tmp_path):
     task, _ = setup(ml, "--extra-train-data", tmp_path / "kd")
     with pytest.raises(ValueError, match="no train data for src-tgt2"):
         task.load_dataset("train")
+
+
+def test_bench_every_pair_in_fairseq_and_ctranslate2(ml, tmp_path):
+    """A multilingual model to CTranslate2 (joint dictionary + language tokens), then fairseq-wd-bench per
+    pair: each pair's table and the average, CTranslate2 given each pair's language tokens."""
+    data, langs, teacher, _ = ml
+    run("fairseq-wd-export", teacher, "--to", "ctranslate2", "--quantization", "none", "--output", tmp_path / "ct2")
+    assert json.loads((tmp_path / "ct2" / "languages.json").read_text())["lang_pairs"] == ["src-tgt1", "src-tgt2"]
+    options = shlex.join(["--task", "translation_multi_simple_epoch", *map(str, langs)])
+    out = tmp_path / "bench"
+    run("fairseq-wd-bench", data, "--model", f"teacher={teacher}", "--model", f"ct2={tmp_path / 'ct2'}",
+        "--generate-args", options, "--beam", "2", "--repeats", "1", "--batch-size", "16", "--cpu",
+        "--max-len-a", "1.2", "--max-len-b", "5", "--post-process", "none", "--output-dir", out)
+    report = json.loads((out / "bench.json").read_text())
+    assert list(report["pairs"]) == ["src-tgt1", "src-tgt2"]
+    for target in PAIRS:
+        pair = out / f"src-{target}"
+        fairseq_hyps, ct2_hyps = ((pair / f"{n}.hyp").read_text().splitlines() for n in ("teacher", "ct2"))
+        assert len(fairseq_hyps) == 16
+        words = [w for h in ct2_hyps for w in h.split()]
+        assert words and all(map(IN_SCRIPT[target], words)), (target, ct2_hyps[:3])
+        assert sum(a == b for a, b in zip(fairseq_hyps, ct2_hyps)) >= 12, "the same beam search in float32"
+        rows = report["pairs"][f"src-{target}"]
+        assert rows["settings"]["pair"] == f"src-{target}" and abs(rows["models"][1]["chrf_vs_first"]) < 2
+    bleu = [r["models"][1]["bleu"] for r in report["pairs"].values()]
+    assert report["average"][1]["bleu"] == pytest.approx(sum(bleu) / 2, abs=0.01)
+    assert "## Average over the 2 pairs" in (out / "bench.md").read_text()
+    refused = run("fairseq-wd-bench", data, "--model", f"teacher={teacher}", "--generate-args", options + " -t tgt1",
+                  "--cpu", "--output-dir", tmp_path / "x", check=False)
+    assert refused.returncode != 0 and "every pair of --lang-pairs" in refused.stderr
+
+
+def test_multilingual_pipeline_data_step_and_commands(tmp_path, monkeypatch):
+    """`fairseq-wd-pipeline --pair` twice: its data step for real (one joint dictionary, each pair binarized
+    with it, the language list that numbers the tokens), then every training's command read by fairseq's
+    own parser (the real trainings are this file's tests above): one task family, the teacher's languages."""
+    from fairseq_wd.cli.pipeline import get_parser
+    from fairseq_wd.pipeline.corpus import CorpusError
+    from fairseq_wd.pipeline.multilingual import MultilingualPipeline
+
+    rng = random.Random(4)
+    sentences = [toy_pair(rng) for _ in range(400)]
+    pairs = []
+    for t in PAIRS:
+        (tmp_path / f"{t}.tsv").write_text("".join(f"{s}\t{TARGETS[t](s, g)}\n" for s, g in sentences))
+        pairs += ["--pair", f"src-{t}={tmp_path / f'{t}.tsv'}"]
+    work = tmp_path / "work"
+    argv = ["--work-dir", str(work), *pairs, "--budget", "multilingual", "--test-size", "20", "--valid-size", "20"]
+    for extra, message in ((["--shortlist"], "bilingual only"), (["--methods", "wd,layer-copy"], "layer-copy with --pair"),
+                           (["--teacher", "t.pt"], "drop --teacher")):
+        with pytest.raises(CorpusError, match=message):
+            MultilingualPipeline(get_parser().parse_args(argv + extra))
+    pipe = MultilingualPipeline(get_parser().parse_args(argv + ["--methods", "kd,logit_kd,pkd,wd"]))
+    work.mkdir()
+    pipe.prepare(None)
+    data = work / "data-bin"
+    assert (data / "langs.txt").read_text() == "src\ntgt1\ntgt2\n"
+    assert (data / "dict.src.txt").read_text() == (data / "dict.tgt1.txt").read_text() == (data / "dict.tgt2.txt").read_text()
+    langs = pipe.language_flags()
+    args = options.parse_args_and_arch(options.get_training_parser(), [str(data), "--task",
+                                                                       "translation_multi_simple_epoch", *langs, "--arch", "transformer",
+                                        "--max-source-positions", "1024", "--max-target-positions", "1024"])
+    task = tasks.setup_task(args)
+    task.load_dataset("valid")
+    assert len(task.dataset("valid")) == 40, "both pairs' valid sets, read by fairseq's own task"
+    assert [r for r in pipe.bench_inputs() if r.startswith("--references=")] == [
+        f"--references=src-{t}={work / 'raw' / f'src-{t}' / f'test.{t}'}" for t in PAIRS]
+    assert all(os.path.isfile(work / "raw" / f"src-{t}" / f"test.{t}") for t in PAIRS)
+
+    commands = []
+    monkeypatch.setattr(pipe, "sh", lambda *cmd, log=None: commands.append([str(c) for c in cmd]))
+    pipe.teacher(None)
+    pipe.teacher_output("teacher.pt")
+    assert list(pipe.students("teacher.pt", "kd-bin")) == ["TINY " + METHODS[m][0] for m in ("kd", "logit_kd", "pkd", "wd")]
+    trainings = {c[c.index("--save-dir") + 1].split(os.sep)[-1]: options.parse_args_and_arch(
+        options.get_training_parser(), c[1:]) for c in commands if c[0] == "fairseq-train"}
+    assert trainings.pop("teacher").share_all_embeddings
+    expected = {"tiny_kd_seed1": "distillation", "tiny_logit_kd_seed1": "distillation", "tiny_pkd_seed1": "distillation",
+                "tiny_wd_phase1_seed1": "weight_distillation", "tiny_wd_phase2_seed1": "distillation"}
+    assert {name: a.task for name, a in trainings.items()} == {k: f"{v}_multi_simple_epoch" for k, v in expected.items()}
+    for a in trainings.values():
+        assert a.lang_pairs == "src-tgt1,src-tgt2" and a.decoder_langtok and a.encoder_langtok == "src"
+        assert a.share_decoder_input_output_embed and not a.share_all_embeddings, "TINY: its own tied embedding"
+    distill = next(c for c in commands if c[0] == "fairseq-wd-distill-data")
+    assert distill[distill.index("--task") + 1] == "translation_multi_simple_epoch" and "--decoder-langtok" in distill

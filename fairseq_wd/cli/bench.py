@@ -36,7 +36,7 @@ import torch
 from fairseq import options
 
 from ..checkpoints import CheckpointError
-from .. import evaluation
+from .. import evaluation, multilingual
 from .. import shortlist as sl
 from ..decoding import USER_DIR, DecodingError, Settings, TestSet, decode_rows
 from ..deploy import ct2
@@ -123,8 +123,8 @@ def generate_args(args):
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
-            _, unknown = options.parse_args_and_arch(options.get_generation_parser(),
-                                                     [args.data, "--user-dir", USER_DIR, *extra], parse_known=True)
+            parsed, unknown = options.parse_args_and_arch(options.get_generation_parser(),
+                                                          [args.data, "--user-dir", USER_DIR, *extra], parse_known=True)
     except SystemExit:
         why = stderr.getvalue().strip().splitlines()[-1].partition("error: ")[2]
         raise BenchError(f"--generate-args: fairseq-generate refuses {args.generate_args!r}: {why}") from None
@@ -135,7 +135,20 @@ def generate_args(args):
     if args.shortlist and any(t != "distillation" for t in task):
         raise BenchError(f"--generate-args: --task {task[-1]} with --shortlist: the shortlist rows decode with "
                          "--task distillation (which loads any translation checkpoint); drop --task")
-    return extra
+    return extra, parsed
+
+
+def language_settings(args, parsed):
+    """A multilingual task's language token settings (multilingual.token_settings) when --generate-args
+    names one, whose every --lang-pairs pair is then benched; None for a bilingual data-bin."""
+    if not str(parsed.task).endswith("multi_simple_epoch"):
+        return None
+    if args.shortlist:
+        raise BenchError("--shortlist is bilingual only (a shortlist maps one source language to one target)")
+    if parsed.source_lang or parsed.target_lang:
+        raise BenchError("--generate-args: -s/-t with a multilingual task: bench decodes every pair of --lang-pairs "
+                         "in turn; give --lang-pairs with the pairs to bench")
+    return multilingual.token_settings(parsed)
 
 
 def parse_models(specs):
@@ -169,6 +182,12 @@ def parse_compares(specs, names):
 
 def read_references(paths, test):
     references = [test.targets]
+    if paths and test.pair:  # PAIR=FILE, those of this pair
+        pair = "-".join(test.pair)
+        if any("=" not in p for p in paths):
+            raise BenchError("--references with a multilingual task: write SRC-TGT=FILE, e.g. "
+                             f"--references {pair}=test.{test.tgt}")
+        paths = [p.partition("=")[2] for p in paths if p.partition("=")[0] == pair]
     if paths:
         references = [open(r, encoding="utf-8").read().splitlines() for r in paths]
         for path, lines in zip(paths, references):
@@ -186,49 +205,97 @@ def run(args):
         raise BenchError(f"--focus {args.focus!r}: no --model of that name; the rows are {list(models)}")
     if args.repeats < 1:
         raise BenchError("--repeats must be at least 1")
-    extra = generate_args(args)
+    extra, parsed = generate_args(args)
+    langtoks = language_settings(args, parsed)
+    if langtoks is None:
+        return bench(args, models, plain, plain_of, specs, compares, extra, TestSet(args.data, args.gen_subset,
+                                                                                     args.post_process), args.output_dir)
+    reports = {}
+    for pair in multilingual.task_pairs(langtoks):
+        name = "-".join(pair)
+        print(f"| bench: pair {name}", file=sys.stderr, flush=True)
+        test = TestSet(args.data, args.gen_subset, args.post_process, pair, langtoks)
+        reports[name] = bench(args, models, plain, plain_of, specs, compares, extra, test,
+                              os.path.join(args.output_dir, name))
+    report = {"pairs": reports, "average": average_over_pairs(reports)}
+    table = pairs_table(report)
+    with open(os.path.join(args.output_dir, "bench.md"), "w") as f:
+        f.write(table)
+    with open(os.path.join(args.output_dir, "bench.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    print(table)
+    return report
+
+
+def average_over_pairs(reports):
+    """Each row's BLEU, chrF and speed-up averaged over the pairs (each pair's BLEU, chrF: the seeds' mean)."""
+    first = next(iter(reports.values()))["models"]
+    rows = []
+    for k, m in enumerate(first):
+        per_pair = [r["models"][k] for r in reports.values()]
+        rows.append({"name": m["name"], **{key: round(sum(p[key] for p in per_pair) / len(per_pair), 2)
+                                           for key in ("bleu", "chrf", "bleu_vs_first", "chrf_vs_first", "speedup")}})
+    return rows
+
+
+def pairs_table(report):
+    """bench.md of a multilingual bench: the average over pairs, then each pair's own bench.md."""
+    pairs = list(report["pairs"])
+    first = report["average"][0]["name"]
+    lines = [f"## Average over the {len(pairs)} pairs ({', '.join(pairs)})", "",
+             f"| # | model | BLEU | BLEU vs {first} | chrF | chrF vs {first} | speed-up |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {n} | {m['name']} | {m['bleu']:.2f} | {m['bleu_vs_first']:+.2f} | {m['chrf']:.2f} | "
+              f"{m['chrf_vs_first']:+.2f} | {m['speedup']:.2f}x |" for n, m in enumerate(report["average"], 1)]
+    lines += ["", "A pair's BLEU and chrF are its seeds' mean; the average weighs every pair alike. Significance, "
+              "checks and sentences: each pair's section below and its folder.", ""]
+    for pair, r in report["pairs"].items():
+        lines += [f"## {pair}", "", markdown_table(r)]
+    return "\n".join(lines)
+
+
+def bench(args, models, plain, plain_of, specs, compares, extra, test, output_dir):
+    """One test set's bench (a multilingual data-bin's: one pair's) into `output_dir`."""
     device = "cpu" if args.cpu or not torch.cuda.is_available() else "cuda"
     alike = Settings(args.beam, args.lenpen, args.batch_size, args.max_len_a, args.max_len_b, args.min_len,
                      args.threads, device, tuple(extra))
-    test = TestSet(args.data, args.gen_subset, args.post_process)
     references = read_references(args.references, test)
     bench_shortlist.check(specs, args.data, args.gen_subset, test.src, test.tgt, args.batch_size)  # before decoding
-    rows = bench_shortlist.decoders(models, plain_of, alike, args.output_dir)
+    rows = bench_shortlist.decoders(models, plain_of, alike, output_dir)
     sizes = {name: decoders[0].size() for name, decoders in rows.items()}
     engines = {name: "ctranslate2" if ct2.is_model_dir(paths[0]) else "fairseq" for name, paths in models.items()}
     focus = args.focus or next((n for n in reversed(plain) if engines[n] == "fairseq"), None)
     seeds, timed = decode_rows(rows, test, args.repeats,
                                log=lambda line: print(f"| bench: {line}", file=sys.stderr, flush=True))
     scorer = evaluation.Scorer(references, args.tokenize, args.lowercase)
-    compares += [(row, name) for row, (name, _) in plain_of.items() if (row, name) not in compares]
+    compares = compares + [(row, name) for row, (name, _) in plain_of.items() if (row, name) not in compares]
     scored, sources, sentence_chrf = evaluation.score_bench(
         models, seeds, timed, sizes, engines, test, scorer,
         test.length_limits(args.batch_size, args.max_len_a, args.max_len_b), compares, focus)
     bench_shortlist.annotate(scored, specs, plain_of, args.batch_size)
     signatures = scorer.signatures
     settings = {
-        "data": args.data, "gen_subset": args.gen_subset, "sentences": len(test), "beam": args.beam,
-        "lenpen": args.lenpen, "batch_size": args.batch_size, "max_len_a": args.max_len_a,
+        "data": args.data, "pair": "-".join(test.pair) if test.pair else None, "gen_subset": args.gen_subset,
+        "sentences": len(test), "beam": args.beam, "lenpen": args.lenpen, "batch_size": args.batch_size, "max_len_a": args.max_len_a,
         "max_len_b": args.max_len_b, "min_len": args.min_len, "repeats": args.repeats, "threads": args.threads,
         "device": device, "generate_args": extra, "shortlists": [s.path for s in specs],
         "sacrebleu": signatures["bleu"], "sacrebleu_chrf": signatures["chrf"],
         "bootstrap_samples": evaluation.BOOTSTRAP_SAMPLES,
         "generate_args_note": "given to the fairseq rows only; CTranslate2 rows do not get them"}
     report = {"settings": settings, **scored}
-    os.makedirs(args.output_dir, exist_ok=True)
+    os.makedirs(output_dir, exist_ok=True)
     for name, decoded in seeds.items():
         for k, d in enumerate(decoded, 1):
-            with open(os.path.join(args.output_dir, f"{name}.hyp" if k == 1 else f"{name}.seed{k}.hyp"), "w",
+            with open(os.path.join(output_dir, f"{name}.hyp" if k == 1 else f"{name}.seed{k}.hyp"), "w",
                       encoding="utf-8") as f:
                 f.writelines(h + "\n" for h in d.hypotheses)
-    evaluation.write_sentences(os.path.join(args.output_dir, "sentences.tsv"), sources, references[0],
+    evaluation.write_sentences(os.path.join(output_dir, "sentences.tsv"), sources, references[0],
                                {name: d[0].hypotheses for name, d in seeds.items()}, sentence_chrf)
     table = markdown_table(report)
-    with open(os.path.join(args.output_dir, "bench.md"), "w") as f:
+    with open(os.path.join(output_dir, "bench.md"), "w") as f:
         f.write(table)
-    with open(os.path.join(args.output_dir, "bench.json"), "w") as f:
+    with open(os.path.join(output_dir, "bench.json"), "w") as f:
         json.dump(report, f, indent=2)
-    plot(report, os.path.join(args.output_dir, "bench.png"))
+    plot(report, os.path.join(output_dir, "bench.png"))
     print(table)
     return report
 

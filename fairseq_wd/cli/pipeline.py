@@ -20,6 +20,7 @@ checkpoint_last.pt). The table is printed and saved to WORK_DIR/results.md.
     fairseq-wd-pipeline --tsv my.de-en.tsv --source-lang de --target-lang en --work-dir runs/de-en
     fairseq-wd-pipeline --teacher ckpt.pt --teacher-dict dict.txt --teacher-spm spm.model ...
     fairseq-wd-pipeline --data-bin data-bin --teacher ckpt.pt --post-process subword_nmt --references test.en ...
+    fairseq-wd-pipeline --budget multilingual --pair en-ro=mpl.en-ro.tsv.xz --pair en-de=mpl20k.en-de.tsv.xz
 """
 import argparse
 import subprocess
@@ -27,6 +28,7 @@ import sys
 
 from ..checkpoints import DISK_ERRORS, CheckpointError, OutputError
 from ..pipeline.corpus import CorpusError
+from ..pipeline import multilingual
 from ..pipeline.experiment import DEFAULT_METHODS, METHODS, Pipeline
 from ..recipes import RECIPES
 
@@ -75,6 +77,10 @@ def get_parser():
         data.add_argument(f"--{split}-tsv", help=f"a given {split} set ('source<TAB>target' lines) instead of a cut")
         data.add_argument(f"--{split}-source", help=f"a given {split} set's source side, with --{split}-target")
         data.add_argument(f"--{split}-target", help=f"a given {split} set's target side (raw text: the references)")
+    data.add_argument("--pair", action="append", type=multilingual.parse_pair, metavar="SRC-TGT=TSV",
+                      help="a language pair of one multilingual teacher ('source<TAB>target' lines); repeat for each "
+                           "pair: the teacher (translation_multi_simple_epoch, language tokens, shared embeddings) and "
+                           "its students are trained on them all, the bench reports each pair and their average")
     data.add_argument("--character-coverage", type=float,
                       help="sentencepiece's character coverage (default: 0.9995 when a side is zh or ja, else 1.0)")
     data.add_argument("--data-bin", help="an existing fairseq-preprocess output with train, valid and test splits "
@@ -130,7 +136,7 @@ def get_parser():
 def main(argv=None):
     args = get_parser().parse_args(argv)
     try:
-        Pipeline(args).run()
+        (multilingual.MultilingualPipeline if args.pair else Pipeline)(args).run()
     except (CheckpointError, CorpusError, OutputError) as e:
         sys.exit(f"fairseq-wd-pipeline: error: {e}")
     except OSError as e:

@@ -6,6 +6,7 @@ So the model is handed over as a plain `transformer` checkpoint in that legacy l
 """
 import argparse
 import filecmp
+import json
 import os
 import shutil
 import tempfile
@@ -18,6 +19,8 @@ from omegaconf import OmegaConf
 from ..checkpoints import output_error
 
 VMAP = "vmap.txt"  # the shortlist CTranslate2 reads from a model folder
+# a multilingual model's language token settings (multilingual.token_settings), which CTranslate2 does not keep
+LANGUAGES = "languages.json"
 QUANTIZATIONS = ("int8", "int8_float16", "int8_float32", "float16", "float32", "none")
 
 
@@ -38,10 +41,12 @@ def is_model_dir(path):
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "model.bin"))
 
 
-def convert(model_state, args, data, source_lang, target_lang, output_dir, quantization="int8", vmap=None):
+def convert(model_state, args, data, source_lang, target_lang, output_dir, quantization="int8", vmap=None,
+            languages=None):
     """Writes a CTranslate2 model folder, aside and then renamed: a folder that exists is complete.
     `args`: the model's Namespace (any registered arch); `vmap`: a shortlist (checked already) that the
-    converter copies in as vmap.txt, for translate_batch(use_vmap=True)."""
+    converter copies in as vmap.txt, for translate_batch(use_vmap=True); `languages`: a multilingual
+    model's language token settings, kept as languages.json for `translate`."""
     ctranslate2 = require()
     if os.path.exists(output_dir):
         raise DeployError(f"{output_dir} exists; choose another --output")
@@ -64,6 +69,9 @@ def convert(model_state, args, data, source_lang, target_lang, output_dir, quant
             converter = ctranslate2.converters.FairseqConverter(path, data, source_lang=source_lang,
                                                                  target_lang=target_lang)
             converter.convert(partial, vmap=vmap, quantization=None if quantization == "none" else quantization)
+        if languages:
+            with open(os.path.join(partial, LANGUAGES), "w") as f:
+                json.dump(languages, f, indent=1)
         os.rename(partial, output_dir)
     except Exception as e:
         shutil.rmtree(partial, ignore_errors=True)
@@ -90,15 +98,26 @@ def with_vmap(model_dir, vmap, dest):
     return dest
 
 
+def languages(model_dir):
+    """A multilingual model folder's language token settings (see convert), else None."""
+    path = os.path.join(model_dir, LANGUAGES)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def translate(model_dir, sources, batches, beam, lenpen, threads, device="cpu", max_len_a=0, max_len_b=200, min_len=1,
-              use_vmap=False):
+              use_vmap=False, source_prefix=(), target_prefix=()):
     """(output token lists in the order of `sources`, seconds of each batch, seconds of the warm-up),
     decoded batch by batch as fairseq-generate does, so that its length limits mean the same: `batches`
     lists indices into `sources` (fairseq's, longest last), and a batch's output may hold
     int(a * (longest source + </s>) + b) tokens, as fairseq's max_len_a/b. CTranslate2 counts
     max/min_decoding_length in output tokens without </s>, as fairseq's limits are. The model is loaded,
     and the first batch translated once (the warm-up, as fairseq-wd-bench's fairseq rows), before the clock.
-    `use_vmap`: each batch decodes over the candidates of the folder's vmap.txt (the union over the batch)."""
+    `use_vmap`: each batch decodes over the candidates of the folder's vmap.txt (the union over the batch).
+    `source_prefix`, `target_prefix`: a multilingual model's language tokens, put before every source and
+    forced as the first output tokens (which the outputs keep, as fairseq's hypotheses do)."""
     ctranslate2 = require()
     if use_vmap and not os.path.isfile(os.path.join(model_dir, VMAP)):
         raise DeployError(f"use_vmap: no {VMAP} in {model_dir} (fairseq-wd-export --vmap, or copy it in)")
@@ -106,11 +125,12 @@ def translate(model_dir, sources, batches, beam, lenpen, threads, device="cpu", 
     outputs, seconds = [None] * len(sources), []
 
     def decode(batch):
-        longest = max(len(sources[i]) for i in batch) + 1  # fairseq's source length counts its </s>
-        return translator.translate_batch([sources[i] for i in batch], beam_size=beam, length_penalty=lenpen,
-                                          max_batch_size=len(batch), min_decoding_length=min_len,
+        longest = max(len(sources[i]) for i in batch) + len(source_prefix) + 1  # fairseq counts its </s>
+        return translator.translate_batch([[*source_prefix, *sources[i]] for i in batch], beam_size=beam,
+                                          length_penalty=lenpen, max_batch_size=len(batch), min_decoding_length=min_len,
                                           max_decoding_length=int(max_len_a * longest + max_len_b),
-                                          use_vmap=use_vmap)
+                                          use_vmap=use_vmap,
+                                          target_prefix=[list(target_prefix)] * len(batch) if target_prefix else None)
 
     start = time.perf_counter()
     decode(batches[0])

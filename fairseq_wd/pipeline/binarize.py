@@ -28,8 +28,9 @@ def main(argv=None):
         sys.exit(f"binarize: {raw} lacks {', '.join(missing)}")
     if os.path.exists(os.path.join(args.dest, f"dict.{tgt}.txt")):
         sys.exit(f"binarize: {args.dest} already holds a data-bin; remove it or choose another --dest")
-    model = corpus.train_sentencepiece(raw, src, tgt, os.path.join(raw, "spm"), args.vocab_size,
-                                       args.character_coverage or corpus.character_coverage(src, tgt))
+    coverage = args.character_coverage or corpus.character_coverage(src, tgt)
+    model = corpus.train_sentencepiece([f"{raw}/train.{src}", f"{raw}/train.{tgt}"], os.path.join(raw, "spm"),
+                                       args.vocab_size, coverage)
     corpus.encode(raw, src, tgt, model)
     fairseq_preprocess = os.path.join(os.path.dirname(sys.executable), "fairseq-preprocess")
     subprocess.run([fairseq_preprocess, *corpus.preprocess_args(raw, src, tgt, args.dest)], check=True)

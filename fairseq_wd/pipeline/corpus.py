@@ -102,11 +102,12 @@ def character_coverage(src, tgt):
     return 0.9995 if any(lang.split("_")[0].lower() in CJK for lang in (src, tgt)) else 1.0
 
 
-def train_sentencepiece(raw, src, tgt, prefix, vocab_size, character_coverage=1.0):
-    """Joint model on both train sides; samples 2M sentences of a large corpus, as is usual for WMT."""
+def train_sentencepiece(files, prefix, vocab_size, character_coverage=1.0):
+    """Joint model on every train side (`files`: raw/train.SRC, raw/train.TGT; every pair's for a
+    multilingual corpus); samples 2M sentences of a large corpus, as is usual for WMT."""
     import sentencepiece as spm
 
-    spm.SentencePieceTrainer.train(input=f"{raw}/train.{src},{raw}/train.{tgt}", model_prefix=prefix,
+    spm.SentencePieceTrainer.train(input=",".join(files), model_prefix=prefix,
                                    vocab_size=vocab_size, character_coverage=character_coverage,
                                    input_sentence_size=2_000_000, shuffle_input_sentence=True,
                                    hard_vocab_limit=False, num_threads=os.cpu_count(), minloglevel=1)

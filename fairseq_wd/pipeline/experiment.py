@@ -108,8 +108,8 @@ class Pipeline(StepRunner):
             shutil.copy(teacher.spm, spm_model)
         else:
             coverage = a.character_coverage or corpus.character_coverage(self.src, self.tgt)
-            spm_model = corpus.train_sentencepiece(raw, self.src, self.tgt, self.path("spm"), self.recipe.vocab_size,
-                                                   coverage)
+            sides = [os.path.join(raw, f"train.{lang}") for lang in (self.src, self.tgt)]
+            spm_model = corpus.train_sentencepiece(sides, self.path("spm"), self.recipe.vocab_size, coverage)
         corpus.encode(raw, self.src, self.tgt, spm_model, max_positions=MAX_POSITIONS)
         shutil.rmtree(self.data_bin, ignore_errors=True)
         self.sh("fairseq-preprocess", *corpus.preprocess_args(raw, self.src, self.tgt, self.data_bin,
@@ -125,7 +125,7 @@ class Pipeline(StepRunner):
         if row:
             self.logs.setdefault((row, seed), []).append((os.path.join(save, "train.log"), offset))
         self.trainings.append((name, save, self.updates(updates)))
-        flags = [*self.recipe.train, *self.recipe.validation(self.args.post_process), *(["--cpu"] if self.cpu else []),
+        flags = [*self.recipe.train, *self.validation(), *(["--cpu"] if self.cpu else []),
                  *(["--fp16"] if self.args.fp16 else []), *self.recipe.stopping(self.args.update_scale),
                  *shlex.split(self.args.train_args)]
         cmd = ["fairseq-train", data or self.data_bin, "--user-dir", PACKAGE, "--save-dir", save,
@@ -135,6 +135,15 @@ class Pipeline(StepRunner):
             self.sh(*cmd, log=os.path.join(save, "train.log"))
             self.finish(save)
         return os.path.join(save, "checkpoint_best.pt")
+
+    def validation(self):
+        """fairseq-train flags of every training's validation: the valid BLEU of the learning curves."""
+        return self.recipe.validation(self.args.post_process)
+
+    def task(self, name):
+        """fairseq flags of the task `name` (translation, or the plugin's distillation, weight_distillation):
+        translation is fairseq-train's default."""
+        return [] if name == "translation" else ["--task", name]
 
     def ended_at(self, name, updates):
         """The update a finished training stopped at (early, under --patience; else its cap): where the
@@ -150,7 +159,8 @@ class Pipeline(StepRunner):
         if given:
             print("using teacher", given.checkpoint)
             return given.checkpoint
-        ckpt = self.train("teacher", self.recipe.teacher_updates, *self.recipe.teacher,
+        ckpt = self.train("teacher", self.recipe.teacher_updates, *self.task("translation"), *self.teacher_flags(),
+                          *self.recipe.teacher,
                           *self.criterion("label_smoothed_cross_entropy"), *shlex.split(self.args.teacher_args),
                           row="teacher")
         if self.recipe.average_last:  # the paper's teacher: its last epoch checkpoints averaged
@@ -163,11 +173,16 @@ class Pipeline(StepRunner):
                          self.args.pack_teacher)
         return ckpt
 
+    def teacher_flags(self):
+        """What the teacher trained here adds to the recipe's architecture."""
+        return []
+
     def teacher_output(self, teacher):
         self.step("teacher output for the train set (sequence-level KD data)")
         kd_bin = self.path("kd-bin")  # a resumed run keeps the finished chunks
         return self.keyed(kd_bin, "fairseq-wd-distill-data", self.data_bin, "--user-dir", PACKAGE, "--path", teacher,
-                          *(["--cpu"] if self.cpu else []), "--dest", kd_bin, "--gen-subset", "train",
+                          *self.task("translation"), *(["--cpu"] if self.cpu else []), "--dest", kd_bin,
+                          "--gen-subset", "train",
                           *self.recipe.distill)
 
     def shortlist(self, kd_bin):
@@ -182,7 +197,7 @@ class Pipeline(StepRunner):
         return ["--arch", f"{family}_{self.args.student}", *self.student_encoder]
 
     def kd_flags(self, teacher):
-        return ["--task", "distillation", "--teacher-path", teacher, "--kd-alpha", str(self.recipe.kd_alpha)]
+        return [*self.task("distillation"), "--teacher-path", teacher, "--kd-alpha", str(self.recipe.kd_alpha)]
 
     def row(self, method, i=0):
         """A table row's name: the student, the method, and what differs: its training data and loss."""
@@ -217,7 +232,7 @@ class Pipeline(StepRunner):
 
     def student_kd(self, teacher, kd_bin, seed):
         """The WD paper's KD baseline: the same student on WD's data (original + teacher output), same updates."""
-        return self.student("kd", seed, "--task", "distillation", "--extra-train-data", kd_bin,
+        return self.student("kd", seed, *self.task("distillation"), "--extra-train-data", kd_bin,
                             *self.criterion("label_smoothed_cross_entropy"), note=" (the WD paper's KD baseline)")
 
     def student_logit_kd(self, teacher, kd_bin, seed):
@@ -244,13 +259,13 @@ class Pipeline(StepRunner):
         (n1, n2), student, wd, row = self.recipe.wd_phase_updates(), self.student_flags(), ["--extra-train-data", kd_bin], self.row("wd")
         phase1_dir = self.folder("wd_phase1", seed)
         self.step(f"{row}: phase 1 (parameter generator), seed {seed}")
-        phase1 = self.train(phase1_dir, n1, *student, "--task", "weight_distillation", "--teacher-path",
+        phase1 = self.train(phase1_dir, n1, *student, *self.task("weight_distillation"), "--teacher-path",
                             teacher, *self.criterion("weight_distillation"), *wd, *self.recipe.wd_phase1,
                             *shlex.split(self.args.wd_args), row=row, seed=seed)
         exported = self.path(phase1_dir, "student.pt")
         self.keyed(exported, "fairseq-wd-export", phase1, "--output", exported, whole=True)
         self.step(f"{row}: phase 2 (fine-tuning), seed {seed}")
-        return {row: self.train(self.folder("wd_phase2", seed), n2, *student, "--task", "distillation", *wd,
+        return {row: self.train(self.folder("wd_phase2", seed), n2, *student, *self.task("distillation"), *wd,
                                 "--finetune-from-model", exported, *self.criterion("label_smoothed_cross_entropy"),
                                 *self.recipe.wd_phase2, row=row, offset=self.ended_at(phase1_dir, n1), seed=seed)}
 
@@ -268,7 +283,7 @@ class Pipeline(StepRunner):
             name = self.row("pea-kd", i)
             self.step(f"{name}: pre-training on the teacher's predictions (PTP), seed {seed}")
             ptp_dir = self.folder(f"{method}_ptp", seed)
-            ptp = self.train(ptp_dir, n // 2, *arch, "--task", "distillation",
+            ptp = self.train(ptp_dir, n // 2, *arch, *self.task("distillation"),
                              "--teacher-path", teacher, *self.criterion("ptp"), seed=seed)
             self.step(f"{name}: {criterion} from the PTP student, seed {seed}")
             models[name] = self.train(self.folder(method, seed), n - n // 2, *arch, *kd, *self.criterion(criterion),
@@ -298,20 +313,24 @@ class Pipeline(StepRunner):
         """fairseq-wd-bench of every row under one length limit: its table (bench/bench.md)."""
         self.step("fairseq-wd-bench: BLEU and decoding speed")
         out = self.path("bench")
-        references = self.args.references or ([] if self.args.data_bin else [self.path("raw", f"test.{self.tgt}")])
         wd, kd = self.row("wd"), self.row("kd")
         compare = [f"--compare={a}={b}" for a, b in ((wd, kd), (f"{wd}, CTranslate2 int8", f"{kd}, CTranslate2 int8"))
                    if a in models and b in models]  # WD against the paper's KD baseline
         focus = [f"--focus={wd}"] if wd in models else []  # else the bench's default: its last fairseq row
         self.keyed(out, "fairseq-wd-bench", self.data_bin, *[f"--model={n}={p}" for n, ps in models.items() for p in ps],
                    *compare, *focus, *([f"--shortlist={vmap}"] if vmap else []),
-                   *[f"--references={os.path.abspath(r)}" for r in references], "--post-process", self.args.post_process,
+                   *self.bench_inputs(), "--post-process", self.args.post_process,
                    "--tokenize", self.bleu_tokenize(), *shlex.split(self.args.bench_args),
                    "--repeats", self.args.bench_repeats or self.recipe.bench_repeats,
                    "--max-len-a", self.recipe.max_len_a, "--max-len-b", self.recipe.max_len_b,
                    "--output-dir", out, *(["--cpu"] if self.cpu else []))
         with open(os.path.join(out, "bench.md")) as f:
             return f.read()
+
+    def bench_inputs(self):
+        """The bench's --references: the raw test targets (or the given ones; none for a data-bin's)."""
+        references = self.args.references or ([] if self.args.data_bin else [self.path("raw", f"test.{self.tgt}")])
+        return [f"--references={os.path.abspath(r)}" for r in references]
 
     def bleu_tokenize(self):
         return self.args.bleu_tokenize or ("zh" if self.tgt.split("_")[0].lower() == "zh" else "13a")
