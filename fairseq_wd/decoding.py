@@ -84,7 +84,7 @@ class TestSet:
         self.data, self.subset, self.post_process = data, subset, post_process
         self.src, self.tgt = os.path.basename(found[0]).split(".")[1].split("-")
         self.pair = pair
-        self.source_prefix, self.target_prefix = multilingual.prefixes(langtoks, *pair) if pair else ([], [])
+        self.source_prefix = multilingual.prefixes(langtoks, *pair)[0] if pair else []
 
         def side(lang, escape_unk):
             d = Dictionary.load(os.path.join(data, f"dict.{lang}.txt"))
@@ -227,7 +227,10 @@ class CTranslate2Decoder(Decoder):
         if bool(langtoks) != bool(test.pair):
             raise DecodingError(f"{self.path} is a {'multilingual' if langtoks else 'bilingual'} CTranslate2 model, "
                                 f"the test set {'one pair of a multilingual' if test.pair else 'a bilingual'} data-bin")
-        source_prefix, target_prefix = multilingual.prefixes(langtoks, *test.pair) if test.pair else ((), ())
+        source_prefix, target_prefix = multilingual.prefixes(langtoks, *test.pair) if test.pair else ([], [])
+        if source_prefix != test.source_prefix:
+            raise DecodingError(f"{self.path} puts {source_prefix} before a source, the bench's task options "
+                                f"{test.source_prefix}: export and bench with the same --encoder-langtok")
         outputs, seconds, warmup = ct2.translate(self.path, test.sources, test.batches(s.batch_size), s.beam,
                                                  s.lenpen, s.threads, s.device, s.max_len_a, s.max_len_b, s.min_len,
                                                  use_vmap=bool(self.shortlist), source_prefix=source_prefix,

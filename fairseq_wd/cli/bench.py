@@ -22,6 +22,11 @@ The first model is the reference for speed-up and size ratio. Writes bench.md, b
 
 `--shortlist vmap.txt` (fairseq-wd-shortlist) adds after every model a row `NAME + shortlist` decoded over
 each batch's candidate targets (bench_shortlist.py), tested against its plain row, and a Shortlist section.
+
+A multilingual data-bin: `--generate-args "--task translation_multi_simple_epoch --lang-pairs ... (the
+model's language options)"` benches every pair of --lang-pairs in turn into OUTPUT/SRC-TGT/, CTranslate2
+rows with that pair's language tokens, and OUTPUT/bench.md holds the average over the pairs and each
+pair's table; --references are then SRC-TGT=FILE.
 """
 import argparse
 import contextlib
@@ -89,8 +94,9 @@ def get_parser():
                    help="fairseq-generate --post-process for the hypotheses (default: sentencepiece)")
     p.add_argument("--references", action="append", metavar="FILE",
                    help="raw (detokenized) reference file, one line per test sentence in data-bin order; repeat "
-                        "for multiple references (NIST). Default: the data-bin targets, post-processed, an "
-                        "unknown word written <<unk>> as fairseq's scorer does (a hypothesis' <unk> never matches)")
+                        "for multiple references (NIST); SRC-TGT=FILE for a pair of a multilingual bench. Default: "
+                        "the data-bin targets, post-processed, an unknown word written <<unk>> as fairseq's scorer "
+                        "does (a hypothesis' <unk> never matches)")
     p.add_argument("--tokenize", default="13a", help="sacrebleu tokenizer (13a; zh for Chinese targets)")
     p.add_argument("--lowercase", action="store_true",
                    help="case-insensitive BLEU and chrF (as NIST Zh-En is reported)")
