@@ -179,3 +179,14 @@ def score_bench(models, seeds, timed, sizes, engines, test, scorer, limits, comp
               "chrf_baseline": sentence_chrf[names[0]][i], "chrf_model": sentence_chrf[focus][i]} for i in worst]
     return ({"models": rows, "significance": significance,
              "focus": {"model": focus, "baseline": names[0], "sentences": shown}}, sources, sentence_chrf)
+
+
+def average_over_pairs(reports):
+    """Each row's BLEU, chrF and speed-up averaged over the pairs (each pair's BLEU, chrF: the seeds' mean)."""
+    first = next(iter(reports.values()))["models"]
+    rows = []
+    for k, m in enumerate(first):
+        per_pair = [r["models"][k] for r in reports.values()]
+        rows.append({"name": m["name"], **{key: round(sum(p[key] for p in per_pair) / len(per_pair), 2)
+                                           for key in ("bleu", "chrf", "bleu_vs_first", "chrf_vs_first", "speedup")}})
+    return rows

@@ -7,8 +7,8 @@ phases (`Recipe.wd_phase_updates`), so WD never sees more data than its baseline
 
 `demo` is `make demo` (15 minutes on a 2-core CPU; the shipped teacher saves its 10 minutes of
 training), at equal updates; `cpu` trains the demo's teacher and students to convergence (fairseq's
---patience; hours on that CPU); `full` is for a GPU (hours on that CPU): a
-bigger teacher trained longer; `paper` is the WD authors' released settings (METHODS 1.4-1.6) for
+--patience; hours on that CPU); `multilingual` is one teacher for two pairs (`fairseq-wd-pipeline --pair`);
+`full` is for a GPU (hours on that CPU): a bigger teacher trained longer; `paper` is the WD authors' released settings (METHODS 1.4-1.6) for
 the WMT/NIST recipes on 8 GPUs.
 """
 import json

@@ -228,6 +228,10 @@ def test_bench_every_pair_in_fairseq_and_ctranslate2(ml, tmp_path):
     refused = run("fairseq-wd-bench", data, "--model", f"teacher={teacher}", "--generate-args", options + " -t tgt1",
                   "--cpu", "--output-dir", tmp_path / "x", check=False)
     assert refused.returncode != 0 and "every pair of --lang-pairs" in refused.stderr
+    refused = run("fairseq-wd-bench", data, "--model", f"teacher={teacher}", "--generate-args", options,
+                  "--references", f"src-tgt3={out / 'src-tgt1' / 'teacher.hyp'}", "--cpu", "--output-dir", tmp_path / "x",
+                  check=False)
+    assert refused.returncode != 0 and "src-tgt3=...: not a pair of --lang-pairs" in refused.stderr
 
 
 def test_multilingual_pipeline_data_step_and_commands(tmp_path, monkeypatch):

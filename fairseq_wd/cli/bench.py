@@ -46,7 +46,7 @@ from .. import shortlist as sl
 from ..decoding import USER_DIR, DecodingError, Settings, TestSet, decode_rows
 from ..deploy import ct2
 from . import bench_shortlist
-from .bench_report import markdown_table, plot
+from .bench_report import markdown_table, pairs_table, plot
 
 # fairseq-generate options that bench sets for every row (CTranslate2's included): the bench option to use
 OWNED = {"--path": "--model", "--gen-subset": "--gen-subset", "--beam": "--beam", "--lenpen": "--lenpen",
@@ -216,14 +216,19 @@ def run(args):
     if langtoks is None:
         return bench(args, models, plain, plain_of, specs, compares, extra, TestSet(args.data, args.gen_subset,
                                                                                      args.post_process), args.output_dir)
+    tests = {"-".join(pair): TestSet(args.data, args.gen_subset, args.post_process, pair, langtoks)
+             for pair in multilingual.task_pairs(langtoks)}
+    unknown = {p.partition("=")[0] for p in args.references or []} - set(tests)
+    if unknown:
+        raise BenchError(f"--references {sorted(unknown)[0]}=...: not a pair of --lang-pairs ({', '.join(tests)})")
+    for test in tests.values():  # every pair's references checked before any decoding
+        read_references(args.references, test)
     reports = {}
-    for pair in multilingual.task_pairs(langtoks):
-        name = "-".join(pair)
+    for name, test in tests.items():
         print(f"| bench: pair {name}", file=sys.stderr, flush=True)
-        test = TestSet(args.data, args.gen_subset, args.post_process, pair, langtoks)
         reports[name] = bench(args, models, plain, plain_of, specs, compares, extra, test,
                               os.path.join(args.output_dir, name))
-    report = {"pairs": reports, "average": average_over_pairs(reports)}
+    report = {"pairs": reports, "average": evaluation.average_over_pairs(reports)}
     table = pairs_table(report)
     with open(os.path.join(args.output_dir, "bench.md"), "w") as f:
         f.write(table)
@@ -231,32 +236,6 @@ def run(args):
         json.dump(report, f, indent=2)
     print(table)
     return report
-
-
-def average_over_pairs(reports):
-    """Each row's BLEU, chrF and speed-up averaged over the pairs (each pair's BLEU, chrF: the seeds' mean)."""
-    first = next(iter(reports.values()))["models"]
-    rows = []
-    for k, m in enumerate(first):
-        per_pair = [r["models"][k] for r in reports.values()]
-        rows.append({"name": m["name"], **{key: round(sum(p[key] for p in per_pair) / len(per_pair), 2)
-                                           for key in ("bleu", "chrf", "bleu_vs_first", "chrf_vs_first", "speedup")}})
-    return rows
-
-
-def pairs_table(report):
-    """bench.md of a multilingual bench: the average over pairs, then each pair's own bench.md."""
-    pairs = list(report["pairs"])
-    first = report["average"][0]["name"]
-    lines = [f"## Average over the {len(pairs)} pairs ({', '.join(pairs)})", "",
-             f"| # | model | BLEU | BLEU vs {first} | chrF | chrF vs {first} | speed-up |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {n} | {m['name']} | {m['bleu']:.2f} | {m['bleu_vs_first']:+.2f} | {m['chrf']:.2f} | "
-              f"{m['chrf_vs_first']:+.2f} | {m['speedup']:.2f}x |" for n, m in enumerate(report["average"], 1)]
-    lines += ["", "A pair's BLEU and chrF are its seeds' mean; the average weighs every pair alike. Significance, "
-              "checks and sentences: each pair's section below and its folder.", ""]
-    for pair, r in report["pairs"].items():
-        lines += [f"## {pair}", "", markdown_table(r)]
-    return "\n".join(lines)
 
 
 def bench(args, models, plain, plain_of, specs, compares, extra, test, output_dir):

@@ -175,3 +175,18 @@ def figure(report, plt):
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=1, fontsize=8, frameon=False,
               title="circles: fairseq-generate, squares: CTranslate2", title_fontsize=8)
     return fig
+
+
+def pairs_table(report):
+    """bench.md of a multilingual bench: the average over pairs, then each pair's own bench.md."""
+    pairs = list(report["pairs"])
+    first = report["average"][0]["name"]
+    lines = [f"## Average over the {len(pairs)} pairs ({', '.join(pairs)})", "",
+             f"| # | model | BLEU | BLEU vs {first} | chrF | chrF vs {first} | speed-up |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {n} | {m['name']} | {m['bleu']:.2f} | {m['bleu_vs_first']:+.2f} | {m['chrf']:.2f} | "
+              f"{m['chrf_vs_first']:+.2f} | {m['speedup']:.2f}x |" for n, m in enumerate(report["average"], 1)]
+    lines += ["", "A pair's BLEU and chrF are its seeds' mean; the average weighs every pair alike. Significance, "
+              "checks and sentences: each pair's section below and its folder.", ""]
+    for pair, r in report["pairs"].items():
+        lines += [f"## {pair}", "", markdown_table(r)]
+    return "\n".join(lines)

@@ -58,8 +58,8 @@ def get_parser():
     p.add_argument("--work-dir", default="runs/pipeline", help="everything is written here (default runs/pipeline)")
     p.add_argument("--budget", choices=sorted(RECIPES), default="demo", metavar="RECIPE",
                    help="the training recipe (fairseq_wd/recipes.py): model sizes, settings and update counts: demo (15 "
-                        "min on a 2-core CPU), cpu (the demo's models trained to convergence, at most 150 min on a "
-                        "2-core CPU), full (GPU) or paper (the WD authors' settings, for WMT-size data on 8 GPUs)")
+                        "min on a 2-core CPU), cpu (the demo's models trained to convergence: hours on a 2-core CPU), "
+                        "multilingual (one teacher for the --pair corpora), full (GPU) or paper (the WD authors' settings, for WMT-size data on 8 GPUs)")
     p.add_argument("--update-scale", type=float, default=1.0, help="multiplies every update count (e.g. 0.1 to try)")
     p.add_argument("--student", choices=["tiny", "small"], default="tiny",
                    help="student architecture: tiny (1 half-width decoder layer) or small (2 full-width)")
