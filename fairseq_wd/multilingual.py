@@ -2,7 +2,6 @@
 teachers): a teacher checked against its one joint dictionary, language tokens included, and against
 its language settings, since a teacher that was trained with other language token ids reads the
 data's tokens as other languages without any error of fairseq's."""
-import argparse
 import logging
 import os
 
@@ -25,9 +24,15 @@ def is_multilingual(task):
     return isinstance(task, TranslationMultiSimpleEpochTask)
 
 
-def pairs(args):
-    """The language pairs of a multilingual task's args, as (src, tgt)."""
-    lang_pairs = args.lang_pairs.split(",") if isinstance(args.lang_pairs, str) else list(args.lang_pairs)
+def option(cfg, name, default=None):
+    """A task option of a saved config (a dict) or of parsed args (a Namespace)."""
+    return cfg.get(name, default) if isinstance(cfg, dict) else getattr(cfg, name, default)
+
+
+def pairs(cfg):
+    """The language pairs of a multilingual task's args or config, as (src, tgt)."""
+    lang_pairs = option(cfg, "lang_pairs")
+    lang_pairs = lang_pairs.split(",") if isinstance(lang_pairs, str) else list(lang_pairs)
     return [tuple(p.split("-")) for p in lang_pairs]
 
 
@@ -82,8 +87,7 @@ def check_languages(teacher, task):
                 f"teacher {teacher.path!r} was trained with {setting(flag, want)}, this run with "
                 f"{setting(flag, have)}: the teacher would see other language tokens than it was trained with. Pass the teacher's {flag} "
                 "setting.")
-    taught = {tuple(p.split("-")) for p in (own["lang_pairs"].split(",") if isinstance(own["lang_pairs"], str)
-                                              else own["lang_pairs"])}
+    taught = set(pairs(own))
     untaught = [f"{s}-{t}" for s, t in pairs(args) if (s, t) not in taught]
     if untaught:
         logger.warning("teacher %s was not trained on %s (zero-shot for it)", teacher.path, ",".join(untaught))
@@ -140,16 +144,10 @@ def check_teacher(teacher, task, teacher_dict=None):
     teacher.check_dictionaries(task.source_dictionary, task.target_dictionary, names=names, teacher_dicts=own)
 
 
-def task_pairs(task_cfg):
-    """The (src, tgt) pairs of a multilingual task config (a dict, or argparse options)."""
-    lang_pairs = task_cfg.get("lang_pairs") if isinstance(task_cfg, dict) else task_cfg.lang_pairs
-    return pairs(argparse.Namespace(lang_pairs=lang_pairs))
-
-
 def joint_dictionary(data, task_cfg):
     """The dictionary a multilingual model's embeddings index: the data-bin's joint one with fairseq's
     language tokens added, in the order its task adds them (for CTranslate2, which knows no languages)."""
-    src, _ = task_pairs(task_cfg)[0]
+    src, _ = pairs(task_cfg)[0]
     path = os.path.join(data, f"dict.{src}.txt")
     if not os.path.isfile(path):
         raise CheckpointError(f"no {path}: pass --data, the multilingual data-bin the model was trained on")
@@ -178,7 +176,7 @@ def prefixes(settings, src, tgt):
 
 def token_settings(task_cfg):
     """What decoding needs of a multilingual task to add the language tokens (see `prefixes`)."""
-    get = task_cfg.get if isinstance(task_cfg, dict) else lambda k, d=None: getattr(task_cfg, k, d)
-    return {"lang_pairs": [f"{s}-{t}" for s, t in task_pairs(task_cfg)],
-            "lang_tok_style": get("lang_tok_style") or "multilingual", "encoder_langtok": get("encoder_langtok"),
-            "decoder_langtok": bool(get("decoder_langtok"))}
+    return {"lang_pairs": [f"{s}-{t}" for s, t in pairs(task_cfg)],
+            "lang_tok_style": option(task_cfg, "lang_tok_style") or "multilingual",
+            "encoder_langtok": option(task_cfg, "encoder_langtok"),
+            "decoder_langtok": bool(option(task_cfg, "decoder_langtok"))}

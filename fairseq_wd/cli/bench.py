@@ -217,7 +217,7 @@ def run(args):
         return bench(args, models, plain, plain_of, specs, compares, extra, TestSet(args.data, args.gen_subset,
                                                                                      args.post_process), args.output_dir)
     tests = {"-".join(pair): TestSet(args.data, args.gen_subset, args.post_process, pair, langtoks)
-             for pair in multilingual.task_pairs(langtoks)}
+             for pair in multilingual.pairs(langtoks)}
     unknown = {p.partition("=")[0] for p in args.references or []} - set(tests)
     if unknown:
         raise BenchError(f"--references {sorted(unknown)[0]}=...: not a pair of --lang-pairs ({', '.join(tests)})")
