@@ -97,9 +97,9 @@ RECIPES = {
     "cpu": replace(DEMO, teacher_updates=8000, student_updates=16000, bench_repeats=3, patience=4,
                    validate_interval_updates=250),
     # One multilingual teacher (fairseq-wd-pipeline --pair) of the demo's size for two pairs of ~10k-20k
-    # sentences (mpl.en-ro + mpl20k.en-de), a joint vocabulary for three languages, students at equal updates: under
-    # an hour on the 2-core CPU. Its steps' speed there (teacher ~0.75 updates/s, its train-set decoding
-    # ~40 sentences/s, a TINY student ~1.4 updates/s) put 1000 updates each near 70 minutes.
+    # sentences (mpl.en-ro + mpl20k.en-de), a joint vocabulary for three languages, students at equal
+    # updates: 56 minutes on the 2-core CPU. Its steps' speed there (teacher ~0.75 updates/s, its train-set
+    # decoding ~40 sentences/s, a TINY student ~1.4 updates/s) put 1000 updates each near 70 minutes.
     "multilingual": replace(DEMO, vocab_size=6000, teacher_updates=800, student_updates=700),
     # A teacher sized for a ~10k-pair corpus (6-6 d256, dropout 0.3): hours on the 2-core CPU, minutes
     # on a GPU (add --fp16). The paper's base 6-6 d512 would only overfit this little data.
