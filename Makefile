@@ -14,7 +14,7 @@ PIP := $(BIN)/python -m pip
 # installed without their declared dependencies, which are listed here instead (torchaudio left out).
 FAIRSEQ := fairseq-fixed==0.12.3.1
 DEPS := cffi cython hydra-core==1.3.2 omegaconf==2.3.0 "numpy>=1.21.3" regex "sacrebleu>=2.0" \
-	tqdm bitarray scikit-learn packaging setuptools wheel sentencepiece matplotlib ctranslate2 pytest pytest-xdist
+	tqdm bitarray scikit-learn packaging setuptools wheel sentencepiece matplotlib ctranslate2 sacremoses pytest pytest-xdist
 
 .PHONY: install test demo clean
 

@@ -30,6 +30,7 @@ setup(
             "fairseq-wd-export = fairseq_wd.cli.export:main",
             "fairseq-wd-average-checkpoints = fairseq_wd.cli.average_checkpoints:main",
             "fairseq-wd-bench = fairseq_wd.cli.bench:main",
+            "fairseq-wd-merge = fairseq_wd.cli.merge:main",
             "fairseq-wd-pipeline = fairseq_wd.cli.pipeline:main",
             "fairseq-wd-recipe = fairseq_wd.cli.recipe:main",
             "fairseq-wd-shortlist = fairseq_wd.cli.shortlist:main",

@@ -5,10 +5,11 @@ threads, so that their hypotheses and speeds compare.
 Both decode their first batch once untimed before the clock starts: a fresh process (or translator)
 pays one-time costs there (allocations, kernel and thread-pool set-up) that a running server does
 not, and they would weigh most on the fastest model. `python -m fairseq_wd.decoding ARGS` is
-fairseq-generate with that warm-up (`warm_generate`).
+fairseq-generate with that warm-up and its own per-batch meter (`warm_generate`). Both clocks time the
+same work (TIMED).
 """
+import argparse
 import dataclasses
-import glob
 import os
 import re
 import subprocess
@@ -24,9 +25,11 @@ from .checkpoints import CheckpointError, load_state, model_args
 from .deploy import ct2
 
 USER_DIR = os.path.dirname(os.path.abspath(__file__))
-SPEED = re.compile(r"Translated ([\d,]+) sentences \(([\d,]+) tokens\) in [\d.]+s "
-                   r"\(([\d.]+) sentences/s, ([\d.]+) tokens/s\)")
-WARMUP, BATCH = "fairseq-wd warm-up seconds:", "fairseq-wd batch seconds:"
+WARMUP, BATCH = "fairseq-wd warm-up seconds:", "fairseq-wd batch seconds, tokens:"
+TIMED = ("per batch, fairseq-generate's generator on the collated batch (batches loaded in the decoding process, "
+         "--num-workers 0, off the clock) and CTranslate2's translate_batch on the batch's token lists (built before "
+         "the clock; the call includes CTranslate2's token-to-id and id-to-token lookups, as it takes and returns "
+         "strings); printing and scoring the hypotheses are off both clocks")
 
 
 class DecodingError(RuntimeError):
@@ -66,29 +69,67 @@ class Decoded:
         return self.warmup_s - self.batch_seconds[0] if self.warmup_s is not None and self.batch_seconds else None
 
 
+def language_pair(data, subset, src=None, tgt=None):
+    """(src, tgt, the files' SRC-TGT) of the pair fairseq-generate decodes from `data`'s `subset`: -s/-t when
+    given (read from SRC-TGT files, else from TGT-SRC ones, as fairseq's tasks look), else the data-bin's
+    only pair (fairseq infers the first pair its folder listing shows: a data-bin with several is refused)."""
+    if bool(src) != bool(tgt):
+        raise DecodingError("--generate-args gives only one of -s/-t, which fairseq then ignores (it infers both "
+                            "from the data-bin): give both, e.g. --generate-args='-s SRC -t TGT'")
+    if not src:
+        found = sorted({name.split(".")[1] for name in os.listdir(data)
+                        if len(name.split(".")) >= 3 and len(name.split(".")[1].split("-")) == 2})
+        if len(found) > 1:
+            raise DecodingError(f"{data} holds the pairs {', '.join(found)} and fairseq-generate would decode "
+                                "whichever its folder listing shows first: name the pair, e.g. "
+                                f"--generate-args='-s {found[0].split('-')[0]} -t {found[0].split('-')[1]}'")
+        src, tgt = found[0].split("-") if found else (None, None)
+    for files in (f"{src}-{tgt}", f"{tgt}-{src}"):
+        if src and os.path.isfile(os.path.join(data, f"{subset}.{files}.{src}.idx")):
+            return src, tgt, files
+    raise DecodingError(f"no binarized '{subset}' split {src or ''}-{tgt or ''} in {data}: run fairseq-preprocess "
+                        f"with --{subset}pref")
+
+
+def output_decoder(options, src, tgt):
+    """fairseq-generate's decode_fn for `options` (parsed fairseq-generate args) on the pair src-tgt: its
+    --bpe's then its --tokenizer's decode (e.g. Moses detokenization in `tgt`'s rules), or no change."""
+    from fairseq.data import encoders
+
+    cfg = argparse.Namespace(**{**vars(options or argparse.Namespace()), "source_lang": src, "target_lang": tgt})
+    bpe, tokenizer = encoders.build_bpe(cfg), encoders.build_tokenizer(cfg)
+
+    def decode(x):
+        if bpe is not None:
+            x = bpe.decode(x)
+        return x if tokenizer is None else tokenizer.decode(x)
+    return decode
+
+
 class TestSet:
     """The data-bin's subset: how many sentences every model must translate, the source pieces
-    CTranslate2 decodes and the batches fairseq-generate forms, and the post-processed targets (the
-    default references), an unknown word in them written `<<unk>>` as fairseq's own scorer does
-    (tgt_dict.string(..., escape_unk=True)), so that a hypothesis printing `<unk>` is not credited."""
+    CTranslate2 decodes and the batches fairseq-generate forms, and the targets as fairseq-generate
+    prints them (the default references): post-processed and decoded (`detok`), an unknown word written
+    `<<unk>>` as fairseq's own scorer does (tgt_dict.string(..., escape_unk=True)), so that a hypothesis
+    printing `<unk>` is not credited."""
 
-    def __init__(self, data, subset, post_process, pair=None, langtoks=None):
+    def __init__(self, data, subset, post_process, pair=None, langtoks=None, options=None):
         """`pair`: (src, tgt) of a multilingual data-bin, whose language tokens `langtoks` (the task's
-        multilingual.token_settings) add; else the data-bin's one pair."""
+        multilingual.token_settings) add; else the pair of `options`' -s/-t (the parsed fairseq-generate
+        args), or the data-bin's only pair (language_pair). `options`' --bpe and --tokenizer decode
+        the targets and every decoder's output alike (output_decoder)."""
         from fairseq.data import Dictionary, indexed_dataset
 
-        found = sorted(glob.glob(os.path.join(data, f"{subset}.{'-'.join(pair) if pair else '*-*'}.*.idx")))
-        if not found:
-            raise DecodingError(f"no binarized '{subset}' split {'-'.join(pair or ())} in {data}: run "
-                                f"fairseq-preprocess with --{subset}pref")
+        asked = pair or (getattr(options, "source_lang", None), getattr(options, "target_lang", None))
+        self.src, self.tgt, files = language_pair(data, subset, *asked)
         self.data, self.subset, self.post_process = data, subset, post_process
-        self.src, self.tgt = os.path.basename(found[0]).split(".")[1].split("-")
         self.pair = pair
-        self.source_prefix = multilingual.prefixes(langtoks, *pair)[0] if pair else []
+        self.source_prefix, self.target_prefix = multilingual.prefixes(langtoks, *pair) if pair else ([], [])
+        self.decode = output_decoder(options, self.src, self.tgt)
 
         def side(lang, escape_unk):
             d = Dictionary.load(os.path.join(data, f"dict.{lang}.txt"))
-            ds = indexed_dataset.make_dataset(os.path.join(data, f"{subset}.{self.src}-{self.tgt}.{lang}"), impl="mmap")
+            ds = indexed_dataset.make_dataset(os.path.join(data, f"{subset}.{files}.{lang}"), impl="mmap")
             lines = [d.string(ds[i], escape_unk=escape_unk) for i in range(len(ds))]
             return lines, ds.sizes.astype(np.int64)  # with </s>
 
@@ -102,7 +143,8 @@ class TestSet:
         return len(self.sources)
 
     def detok(self, pieces):
-        return data_utils.post_process(" ".join(pieces), self.post_process)
+        """Output pieces as fairseq-generate's D- line writes them: post-processed, then decoded."""
+        return self.decode(data_utils.post_process(" ".join(pieces), self.post_process))
 
     def batches(self, batch_size, required_batch_size_multiple=8):
         """fairseq-generate's batches (LanguagePairDataset.ordered_indices, then batch_by_size with the
@@ -180,16 +222,16 @@ def distinct_weights(state):
 
 
 class FairseqDecoder(Decoder):
-    """fairseq-generate in a fresh process (with the warm-up of `warm_generate`), timed by its own clock."""
+    """fairseq-generate in a fresh process on the test set's pair (with the warm-up and the meter of
+    `warm_generate`), its batches loaded in that process (--num-workers 0), timed per batch."""
 
     def translate(self, test):
         s = self.settings
         cmd = [sys.executable, "-m", "fairseq_wd.decoding", test.data, "--user-dir", USER_DIR, "--path", self.path,
                "--gen-subset", test.subset, "--beam", str(s.beam), "--lenpen", str(s.lenpen),
                "--batch-size", str(s.batch_size), "--max-len-a", str(s.max_len_a), "--max-len-b", str(s.max_len_b),
-               "--min-len", str(s.min_len), "--post-process", test.post_process, *s.generate_args]
-        if test.pair:  # a multilingual task's pair (its options in generate_args)
-            cmd += ["--source-lang", test.src, "--target-lang", test.tgt]
+               "--min-len", str(s.min_len), "--post-process", test.post_process, *s.generate_args,
+               "--source-lang", test.src, "--target-lang", test.tgt, "--num-workers", "0"]
         if self.shortlist:  # the plugin's task decodes over each batch's candidates; any checkpoint loads in it
             cmd += ["--task", "distillation", "--shortlist", self.shortlist]
         if s.device == "cpu":
@@ -198,18 +240,18 @@ class FairseqDecoder(Decoder):
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             raise DecodingError(f"fairseq-generate failed on {self.path}:\n{proc.stderr[-3000:]}")
-        speed = SPEED.search(proc.stderr)
-        if speed is None:
-            raise DecodingError(f"fairseq-generate printed no 'Translated ... sentences/s' line for {self.path}")
+        batches = [(float(t), int(n)) for t, n in re.findall(rf"^{BATCH} ([\d.]+) (\d+)$", proc.stderr, re.M)]
+        if not batches:
+            raise DecodingError(f"fairseq-generate timed no batch for {self.path}:\n{proc.stderr[-3000:]}")
+        seconds = [t for t, _ in batches]
         hyps, lengths = {}, {}
         for i, h in re.findall(r"^D-(\d+)\t\S+\t(.*)$", proc.stdout, re.M):
             hyps.setdefault(int(i), h)  # the best, should --nbest print more
         for i, scores in re.findall(r"^P-(\d+)\t(.*)$", proc.stdout, re.M):
             lengths.setdefault(int(i), len(scores.split()) - 1)  # a score per token, </s> included
         warmup = re.search(rf"^{WARMUP} ([\d.]+)$", proc.stderr, re.M)
-        return Decoded(self.complete(hyps, test), self.complete(lengths, test), float(speed.group(3)),
-                       float(speed.group(4)), float(warmup.group(1)) if warmup else None,
-                       [float(t) for t in re.findall(rf"^{BATCH} ([\d.]+)$", proc.stderr, re.M)])
+        return Decoded(self.complete(hyps, test), self.complete(lengths, test), len(test) / sum(seconds),
+                       sum(n for _, n in batches) / sum(seconds), float(warmup.group(1)) if warmup else None, seconds)
 
     def size(self):
         """The parameters at the dtype stored: the file may hold optimizer state or float16 copies."""
@@ -228,9 +270,11 @@ class CTranslate2Decoder(Decoder):
             raise DecodingError(f"{self.path} is a {'multilingual' if langtoks else 'bilingual'} CTranslate2 model, "
                                 f"the test set {'one pair of a multilingual' if test.pair else 'a bilingual'} data-bin")
         source_prefix, target_prefix = multilingual.prefixes(langtoks, *test.pair) if test.pair else ([], [])
-        if source_prefix != test.source_prefix:
-            raise DecodingError(f"{self.path} puts {source_prefix} before a source, the bench's task options "
-                                f"{test.source_prefix}: export and bench with the same --encoder-langtok")
+        if (source_prefix, target_prefix) != (test.source_prefix, test.target_prefix):
+            raise DecodingError(f"{self.path} puts {source_prefix} before a source and forces {target_prefix} as the "
+                                f"first target tokens, the bench's task options {test.source_prefix} and "
+                                f"{test.target_prefix}: export and bench with the same language options "
+                                "(--lang-dict, --fixed-dictionary, --encoder-langtok, --decoder-langtok, --langtoks)")
         outputs, seconds, warmup = ct2.translate(self.path, test.sources, test.batches(s.batch_size), s.beam,
                                                  s.lenpen, s.threads, s.device, s.max_len_a, s.max_len_b, s.min_len,
                                                  use_vmap=bool(self.shortlist), source_prefix=source_prefix,
@@ -285,14 +329,14 @@ def decode_rows(rows, test, repeats, log=None):
 
 
 def warm_generate():
-    """fairseq-generate's own main on sys.argv, its first batch decoded once before its clock starts (the
-    clock restarts after that warm-up), each timed batch's seconds printed. Tasks that override
-    inference_step decode without warm-up; no warm-up line is printed then."""
+    """fairseq-generate's own main on sys.argv. Whatever the task's inference_step, the generator decodes
+    the first batch once before the clock starts (the clock restarts after that warm-up); the warm-up's
+    seconds, then each timed batch's seconds and output tokens (</s> included) go to stderr, the meter
+    the bench reads (not fairseq's log, whose stream depends on which module configured logging first)."""
     import fairseq_cli.generate as generate
     from fairseq.logging.meters import StopwatchMeter
-    from fairseq.tasks import FairseqTask
 
-    clocks = []
+    clocks, warm = [], []
 
     class Clock(StopwatchMeter):
         def __init__(self, *args, **kwargs):
@@ -302,21 +346,33 @@ def warm_generate():
         def stop(self, n=1, prehook=None):
             before = self.sum
             super().stop(n, prehook)
-            print(f"{BATCH} {self.sum - before:.6f}", file=sys.stderr, flush=True)
+            print(f"{BATCH} {self.sum - before:.6f} {n}", file=sys.stderr, flush=True)
 
-    step, warm = FairseqTask.inference_step, []
+    def warmed(generator):
+        decode = generator.generate
 
-    def inference_step(task, *args, **kwargs):
-        if not warm:
-            start = time.perf_counter()
-            step(task, *args, **kwargs)
-            warm.append(time.perf_counter() - start)
-            print(f"{WARMUP} {warm[0]:.6f}", file=sys.stderr, flush=True)
-            for clock in clocks:
-                clock.start()
-        return step(task, *args, **kwargs)
+        def generate_warm(*args, **kwargs):
+            if not warm:
+                start = time.perf_counter()
+                decode(*args, **kwargs)
+                warm.append(time.perf_counter() - start)
+                print(f"{WARMUP} {warm[0]:.6f}", file=sys.stderr, flush=True)
+                for clock in clocks:
+                    clock.start()
+            return decode(*args, **kwargs)
 
-    generate.StopwatchMeter, FairseqTask.inference_step = Clock, inference_step
+        generator.generate = generate_warm
+        return generator
+
+    setup_task = generate.tasks.setup_task
+
+    def setup_warm(*args, **kwargs):
+        task = setup_task(*args, **kwargs)
+        build = task.build_generator
+        task.build_generator = lambda *a, **k: warmed(build(*a, **k))
+        return task
+
+    generate.StopwatchMeter, generate.tasks.setup_task = Clock, setup_warm
     generate.cli_main()
 
 

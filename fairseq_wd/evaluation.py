@@ -1,16 +1,34 @@
-"""Scoring a bench's hypotheses, with sacrebleu's own metrics and tests: corpus BLEU and chrF, paired
-bootstrap resampling between two systems (`sacrebleu --paired-bs`), sentence-level chrF, and the
-per-sentence checks a reviewer asks for (output cut at the length limit, loops, source copies).
+"""Scoring a bench's hypotheses, with sacrebleu's own metrics and tests: corpus BLEU and chrF, a paired
+bootstrap between two systems whose p is `sacrebleu --paired-bs`'s and whose interval is that of the
+difference, sentence-level chrF, and the per-sentence checks a reviewer asks for (output cut at the length
+limit, loops, source copies).
 """
 import statistics
 
 import numpy as np
-from sacrebleu import significance
 from sacrebleu.metrics import BLEU, CHRF
 
 BOOTSTRAP_SAMPLES = 1000  # sacrebleu --paired-bs's default
+# The resampled sentence ids are drawn as sacrebleu's paired bootstrap draws them under its default seed
+# (np.random.default_rng(12345).choice), and from this seed whatever SACREBLEU_SEED says: the same draws
+# for every pair, every run, and `sacrebleu --paired-bs` run without SACREBLEU_SEED.
+BOOTSTRAP_SEED = 12345
 LOOP_NGRAM, LOOP_COUNT = 4, 3  # a hypothesis loops when one word 4-gram occurs 3 or more times in it
 COPY_CHRF = 90  # a hypothesis copies its source when chrF(hypothesis, source) >= 90 (identical: 100)
+
+
+def bootstrap_draws(n_sentences, n_samples=BOOTSTRAP_SAMPLES):
+    """The resamples: an (n_samples, n_sentences) array of sentence ids drawn with replacement, the same
+    for a given size on every call, as sacrebleu's `_paired_bs_test` draws them with its default seed."""
+    return np.random.default_rng(BOOTSTRAP_SEED).choice(n_sentences, size=(n_samples, n_sentences), replace=True)
+
+
+def interval95(values):
+    """The 95% percentile interval [lower, upper] of `values`: the order statistics sacrebleu's estimate_ci
+    takes as its bounds (the n//40-th from each end), returned as they are, not as mean +- half their range."""
+    values = np.sort(np.asarray(values))
+    k = len(values) // 40
+    return [float(values[k]), float(values[len(values) - k - 1])]
 
 
 class Scorer:
@@ -20,6 +38,7 @@ class Scorer:
     def __init__(self, references, tokenize="13a", lowercase=False):
         self.references, self.tokenize, self.lowercase = references, tokenize, lowercase
         self.signatures = {}  # {'bleu', 'chrf'}: sacrebleu's, known once a corpus is scored
+        self._stats = {}  # (metric, hypotheses) -> per-sentence sufficient statistics
 
     def metrics(self):
         """Fresh metric objects: sacrebleu's cache references inside them."""
@@ -38,29 +57,71 @@ class Scorer:
         chrf = self.metrics()["chrf"]
         return [chrf.sentence_score(h, [refs[i] for refs in self.references]).score for i, h in enumerate(hypotheses)]
 
+    def statistics(self, name, metric, hypotheses):
+        """Each sentence's sufficient statistics for `metric`, a float32 array (n_sentences, k), as
+        sacrebleu's paired bootstrap holds them. BLEU's come from sacrebleu's public API (a sentence's
+        BLEUScore carries [sys_len, ref_len] + counts + totals). chrF has no public statistics in sacrebleu
+        2.6 (its sentence score is a number only), so they come from the metric's
+        `_extract_corpus_statistics`, the function sacrebleu's own paired test calls."""
+        key = (name, tuple(hypotheses))
+        if key not in self._stats:
+            if name == "bleu":
+                # effective_order changes only a sentence's score, not its statistics; set, it keeps sacrebleu
+                # from warning once per sentence that sentence BLEU wants it
+                per_sentence = BLEU(tokenize=self.tokenize, lowercase=self.lowercase, effective_order=True)
+                stats = []
+                for i, hyp in enumerate(hypotheses):
+                    s = per_sentence.sentence_score(hyp, [refs[i] for refs in self.references])
+                    stats.append([s.sys_len, s.ref_len, *s.counts, *s.totals])
+            else:
+                stats = metric._extract_corpus_statistics(list(hypotheses), self.references)
+            self._stats[key] = np.array(stats, dtype="float32")
+        return self._stats[key]
+
+    def resampled_scores(self, name, metric, hypotheses, draws):
+        """The corpus score of every resample in `draws` (bootstrap_draws), computed exactly as sacrebleu's
+        paired bootstrap computes it: the resample's statistics summed in float32, then scored by
+        sacrebleu (BLEU: the public BLEU.compute_bleu with the metric's settings; chrF: its
+        `_compute_score_from_stats`, having no public counterpart)."""
+        stats = self.statistics(name, metric, hypotheses)
+        n_samples, n = draws.shape
+        # how often each sentence is drawn in each resample; the sums are whole numbers, exact in float64 and,
+        # below 2**24, in the float32 sacrebleu sums them in
+        counts = np.bincount((np.arange(n_samples)[:, None] * n + draws).ravel(), minlength=n_samples * n)
+        sums = (counts.reshape(n_samples, n).astype(np.float64) @ stats.astype(np.float64)).astype(np.float32)
+        if name == "bleu":
+            order = metric.max_ngram_order
+            return np.array([BLEU.compute_bleu(correct=s[2:2 + order], total=s[2 + order:], sys_len=int(s[0]),
+                                               ref_len=int(s[1]), smooth_method=metric.smooth_method,
+                                               smooth_value=metric.smooth_value,
+                                               effective_order=metric.effective_order,
+                                               max_ngram_order=order).score for s in sums])
+        return np.array([metric._compute_score_from_stats(s).score for s in sums])
+
     def paired_bootstrap(self, baseline, system, n_samples=BOOTSTRAP_SAMPLES):
-        """sacrebleu's paired bootstrap resampling of `system` against `baseline` (what `sacrebleu REF -i
-        BASELINE SYSTEM --paired-bs` prints): per metric {'difference': system - baseline, 'p', 'ci': the
-        95% interval of the difference}. The interval comes from the test's own resamples: sacrebleu draws
-        them from its fixed seed (SACREBLEU_SEED, default 12345) for every system alike, so resampling each
-        system's statistics again pairs them; its estimate_ci gives mean +- half the 2.5-97.5% range.
-        Identical outputs get p = 1 (sacrebleu's count of larger differences would give 1/(n+1))."""
+        """Paired bootstrap resampling of `system` against `baseline`, both scored on the same resampled
+        sentence ids (bootstrap_draws). Per metric: 'difference' (system - baseline, corpus scores),
+        'interval' (the 95% percentile interval of the resamples' system - baseline) and 'p', defined as
+        sacrebleu's paired bootstrap defines it: with d the resamples' |system - baseline|, the share
+        (count + 1) / (n_samples + 1) of resamples where d - mean(d) > |difference|. The p equals what
+        `sacrebleu REF -i BASELINE SYSTEM --paired-bs --paired-bs-n N` prints without SACREBLEU_SEED set
+        (the same draws). Identical outputs get p = 1 and a [0, 0] interval (sacrebleu's count would give
+        1 / (n_samples + 1) for a zero difference)."""
         metrics = self.metrics()
-        if list(baseline) == list(system):  # nothing differs: sacrebleu's count would give p = 1/(n+1)
-            return {name: {"difference": 0.0, "p": 1.0, "ci": [0.0, 0.0], "system_bootstrap_mean": None}
-                    for name in metrics}
-        _, results = significance.PairedTest([("baseline", baseline), ("system", system)], metrics,
-                                             self.references, test_type="bs", n_samples=n_samples)()
-        keys = [k for k in results if k != "System"]  # sacrebleu's names (BLEU, chrF2), in the order given
+        if list(baseline) == list(system):
+            return {name: {"difference": 0.0, "p": 1.0, "interval": [0.0, 0.0]} for name in metrics}
+        if len(baseline) != len(system):
+            raise ValueError(f"paired bootstrap: {len(system)} system lines against {len(baseline)} baseline lines")
+        draws = bootstrap_draws(len(system), n_samples)
         paired = {}
-        for key, (name, metric) in zip(keys, metrics.items()):
-            base, sys = results[key]
-            resampled = [np.array([s.score for s in significance._bootstrap_resample(
-                metric._extract_corpus_statistics(hyps, self.references), metric, n_samples)[1]])
-                for hyps in (baseline, system)]
-            mean, half = significance.estimate_ci(resampled[1] - resampled[0])
-            paired[name] = {"difference": sys.score - base.score, "p": sys.p_value,
-                            "ci": [float(mean - half), float(mean + half)], "system_bootstrap_mean": sys.mean}
+        for name, metric in metrics.items():
+            difference = (metric.corpus_score(system, self.references).score
+                          - metric.corpus_score(baseline, self.references).score)
+            resampled = (self.resampled_scores(name, metric, system, draws)
+                         - self.resampled_scores(name, metric, baseline, draws))
+            spread = np.abs(resampled)
+            p = (np.sum(spread - spread.mean() > abs(difference)).item() + 1) / (n_samples + 1)
+            paired[name] = {"difference": difference, "p": p, "interval": interval95(resampled)}
         return paired
 
 
@@ -71,21 +132,29 @@ def seed_pairs(n_system, n_baseline):
     return [(i % n_system, i % n_baseline) for i in range(n)]
 
 
-def compare(scorer, system, baseline, n_samples=BOOTSTRAP_SAMPLES):
-    """Paired bootstrap of each seed pair (`system`, `baseline`: hypothesis lists per seed). Per metric:
-    the differences' mean and standard deviation over the pairs (None for one pair), and the largest p
-    with that pair's interval: the weakest of the seeds' evidence is what the table shows."""
-    pairs = seed_pairs(len(system), len(baseline))
-    tests = [scorer.paired_bootstrap(baseline[j], system[i], n_samples) for i, j in pairs]
-    out = {"seed_pairs": [[i + 1, j + 1] for i, j in pairs]}
+def summarize(tests):
+    """Per metric, over the seed pairs' paired_bootstrap results `tests`: 'difference' the mean of the
+    pairs' differences, 'sd' their standard deviation (the spread over seeds; None for one pair), 'p' the
+    largest of the pairs' p (every pair has p at most this), 'per_seed' each pair's difference, interval
+    and p. 'interval' only for a single pair: an interval belongs to one pair's resamples, not to a mean."""
+    out = {}
     for name in tests[0]:
         runs = [t[name] for t in tests]
         diffs = [r["difference"] for r in runs]
-        weakest = max(runs, key=lambda r: r["p"])
         out[name] = {"difference": statistics.mean(diffs), "sd": statistics.stdev(diffs) if len(diffs) > 1 else None,
-                     "ci": weakest["ci"], "p": weakest["p"],
-                     "per_seed": [{k: r[k] for k in ("difference", "ci", "p")} for r in runs]}
+                     "p": max(r["p"] for r in runs),
+                     "per_seed": [{k: r[k] for k in ("difference", "interval", "p")} for r in runs]}
+        if len(runs) == 1:
+            out[name]["interval"] = runs[0]["interval"]
     return out
+
+
+def compare(scorer, system, baseline, n_samples=BOOTSTRAP_SAMPLES):
+    """Paired bootstrap of each seed pair (`system`, `baseline`: hypothesis lists per seed; seed_pairs),
+    summarized per metric (summarize)."""
+    pairs = seed_pairs(len(system), len(baseline))
+    tests = [scorer.paired_bootstrap(baseline[j], system[i], n_samples) for i, j in pairs]
+    return {"seed_pairs": [[i + 1, j + 1] for i, j in pairs], **summarize(tests)}
 
 
 def loops(hypothesis):

@@ -1,21 +1,20 @@
-"""Exporting the plugin's checkpoints for deployment without the plugin: a WD phase-1 checkpoint as a
-plain fairseq `transformer` student, or any of its checkpoints (teacher, KD or WD student, phase 1
-too) as a CTranslate2 model folder.
+"""Exporting the plugin's checkpoints for deployment without the plugin: any of its checkpoints (teacher,
+KD or WD student, a WD phase-1 one materialised, an SPS one unrolled) as the student a user ships (one
+clean file of fairseq's `transformer`, checkpoints.plain_checkpoint), or as a CTranslate2 model folder.
 """
 import dataclasses
 import os
 
 from fairseq import checkpoint_utils
-from fairseq.tasks.translation import TranslationConfig
 
-from .checkpoints import CheckpointError, load_state, model_args, save_plain_transformer, task_config
+from .checkpoints import (MULTILINGUAL, CheckpointError, load_state, model_args, plain_task_config,
+                          save_plain_transformer, task_config)
 from .deploy import ct2
 from .models.sps_transformer import unrolled
 from .tasks.multi_simple_epoch import ExtraTrainDataConfig
 from .tasks.teacher_aware import TeacherConfig
 from .tasks.weight_distillation import PHASE1_TASKS, GeneratorConfig
 
-MULTILINGUAL = "translation_multi_simple_epoch"
 PLUGIN_OPTIONS = {f.name for c in (TeacherConfig, ExtraTrainDataConfig, GeneratorConfig) for f in dataclasses.fields(c)}
 
 
@@ -25,53 +24,62 @@ def read(path, teacher_path=None, data=None):
     return load_state(path, "checkpoint to export", overrides)
 
 
+def is_phase1(state):
+    return task_config(state).get("_name") in PHASE1_TASKS
+
+
 def load_phase1(path, state=None):
     """The WeightDistillationModel of a phase-1 checkpoint (its `state`, if read already) in float32 eval mode."""
     state = state or read(path)
     name = task_config(state).get("_name")
     if name not in PHASE1_TASKS:
         raise CheckpointError(f"{path} was trained with --task {name}, not {' or '.join(PHASE1_TASKS)}: "
-                              "only WD phase-1 checkpoints need exporting")
+                              "--show-plan is for WD phase-1 checkpoints")
     models, _, _ = checkpoint_utils.load_model_ensemble_and_task([path], state=state)
     return models[0].float().eval()
 
 
-def translation_config(task_cfg):
-    """The checkpoint's task config reduced to what vanilla `translation` knows, or, for the multilingual
-    tasks, to `translation_multi_simple_epoch`'s options (the plugin's dropped)."""
+def translation_config(task_cfg, data=None):
+    """The checkpoint's task config reduced to what vanilla `translation` knows (its languages found in the
+    data-bin when the training inferred them), or, for the multilingual tasks, to
+    `translation_multi_simple_epoch`'s options (the plugin's dropped)."""
+    from fairseq.data.data_utils import infer_language_pair
+
     if str(task_cfg.get("_name", "")).endswith("multi_simple_epoch"):
         plain = {k: v for k, v in task_cfg.items() if k not in PLUGIN_OPTIONS and k != "user_dir"}
         plain["_name"] = plain["task"] = MULTILINGUAL
-        return plain
-    known = {f.name for f in dataclasses.fields(TranslationConfig)}
-    plain = {k: v for k, v in dict(task_cfg).items() if k in known and isinstance(v, (str, int, float, bool, type(None)))}
-    plain["_name"] = "translation"
+        return plain_task_config(plain)
+    plain = plain_task_config(task_cfg)
+    data = data or str(plain.get("data") or "").split(os.pathsep)[0]
+    if not (plain.get("source_lang") and plain.get("target_lang")) and data and os.path.isdir(data):
+        try:
+            plain["source_lang"], plain["target_lang"] = infer_language_pair(data)
+        except Exception:  # no or several pairs: the user gives --source-lang / --target-lang as for any model
+            pass
     return plain
 
 
-def to_fairseq(model, state, output):
-    """Writes the phase-1 `model` (of `state`) as a plain transformer checkpoint, loadable without
-    --user-dir; returns its number of parameters."""
-    student = model.materialize_()
-    task_cfg = translation_config(task_config(state))
-    args = model_args(state)  # a legacy task's run stores every option here: keep none of the plugin's
-    for k in PLUGIN_OPTIONS | {"user_dir"}:
-        args.__dict__.pop(k, None)
-    if hasattr(args, "task"):
-        args.task = task_cfg["_name"]
-    save_plain_transformer(output, student.state_dict(), args, task_cfg)
-    return sum(p.numel() for p in student.parameters())
-
-
-def model_for_export(path, teacher_path=None, data=None):
+def model_for_export(path, teacher_path=None, data=None, state=None, phase1=None):
     """(state dict, model args, task config) of any plugin checkpoint as a plain Transformer: a WD
-    phase-1 one is materialised, an SPS one unrolled."""
-    state = read(path, teacher_path, data)
-    if task_config(state).get("_name") in PHASE1_TASKS:
-        model = load_phase1(path, state)
+    phase-1 one is materialised, an SPS one unrolled. `state`: the checkpoint, if read already (with
+    the overrides); `phase1`: its phase-1 model, if loaded already."""
+    state = state or read(path, teacher_path, data)
+    if is_phase1(state):
+        model = phase1 or load_phase1(path, state)
         return model.materialize_().state_dict(), model_args(state), task_config(state)
     weights, args = unrolled(state["model"], model_args(state))
     return weights, args, task_config(state)
+
+
+def to_fairseq(path, output, teacher_path=None, data=None, state=None, phase1=None):
+    """Writes the checkpoint at `path` as the student a user ships (checkpoints.plain_checkpoint): one
+    file that vanilla fairseq and ct2-fairseq-converter load without --user-dir; returns its number of
+    parameters. Keyword arguments as model_for_export's."""
+    weights, args, task_cfg = model_for_export(path, teacher_path, data, state, phase1)
+    save_plain_transformer(output, weights, args, translation_config(task_cfg, data))
+    seen = {(v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape)): v.numel()  # tied ones once
+            for k, v in weights.items() if v.is_floating_point() and not k.endswith("_float_tensor")}
+    return sum(seen.values())
 
 
 def to_ctranslate2(path, output, quantization, teacher_path=None, data=None, vmap=None):
@@ -99,20 +107,48 @@ def to_ctranslate2(path, output, quantization, teacher_path=None, data=None, vma
 
 
 def multilingual_to_ctranslate2(weights, args, task_cfg, data, output, quantization):
-    """A multilingual model as one CTranslate2 model for all its pairs: its joint dictionary with the
-    language tokens as both vocabularies, and the token settings (languages.json) with which decoding puts
-    the source's token first and forces the target's, as CTranslate2 documents for M2M-100."""
+    """A multilingual model as one CTranslate2 model for all its pairs: the source and target dictionaries
+    with their language tokens exactly as fairseq's translation_multi_simple_epoch makes them from the
+    checkpoint's task options (multilingual.Languages: --fixed-dictionary, --source-dict/--target-dict or
+    `data`'s dict.LANG.txt, --lang-dict, --langtoks, ...), checked against the model's embedding rows
+    before and against the written vocabularies, symbol by symbol, after the conversion; and every pair's
+    language tokens (languages.json) with which decoding puts the source's first and forces the target's,
+    as CTranslate2 documents for M2M-100. The folder appears at `output` only once checked."""
+    import json
+    import shutil
     import tempfile
 
     from . import multilingual
 
-    joint = multilingual.joint_dictionary(data, task_cfg)
-    rows = weights["decoder.output_projection.weight"].shape[0] if "decoder.output_projection.weight" in weights else None
-    if rows is not None and rows != len(joint):
-        raise CheckpointError(f"the model's output layer has {rows} rows, the joint dictionary of {data} with its "
-                              f"language tokens {len(joint)}: pass --data, the data-bin it was trained on")
+    if task_cfg.get("lang_tok_replacing_bos_eos"):
+        raise CheckpointError("--lang-tok-replacing-bos-eos models cannot be converted (CTranslate2 keeps </s> as "
+                              "the first decoder token); retrain without it")
+    if os.path.exists(output):
+        raise ct2.DeployError(f"{output} exists; choose another --output")
+    langs = multilingual.Languages(task_cfg, data, where="the checkpoint's task options")
+    sides = (("source", langs.source_dictionary, ("encoder.embed_tokens.weight",)),
+             ("target", langs.target_dictionary, ("decoder.embed_tokens.weight", "decoder.output_projection.weight")))
+    for side, dictionary, keys in sides:
+        for key in (k for k in keys if k in weights):
+            if weights[key].shape[0] != len(dictionary):
+                raise CheckpointError(
+                    f"the model's {key} has {weights[key].shape[0]} rows, its {side} dictionary as fairseq makes it "
+                    f"from the checkpoint's task options {len(dictionary)}: pass --data, the data-bin it was trained "
+                    "on (and the --fixed-dictionary / --lang-dict files its checkpoint names)")
+    staged = output.rstrip(os.sep) + ".unchecked"
+    shutil.rmtree(staged, ignore_errors=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for side in ("src", "tgt"):
-            joint.save(os.path.join(tmp, f"dict.{side}.txt"))
-        ct2.convert(weights, args, tmp, "src", "tgt", output, quantization,
-                    languages=multilingual.token_settings(task_cfg))
+        langs.source_dictionary.save(os.path.join(tmp, "dict.src.txt"))
+        langs.target_dictionary.save(os.path.join(tmp, "dict.tgt.txt"))
+        ct2.convert(weights, args, tmp, "src", "tgt", staged, quantization, languages=langs.token_settings())
+    try:
+        vocabularies = {name: os.path.join(staged, f"{name}_vocabulary.json") for name in ("shared", "source", "target")}
+        shared = os.path.isfile(vocabularies["shared"])
+        for side, dictionary, _ in sides:
+            path = vocabularies["shared" if shared else side]
+            with open(path, encoding="utf-8") as f:
+                multilingual.check_vocabulary(f"CTranslate2's {os.path.basename(path)}", json.load(f), dictionary)
+        os.rename(staged, output)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    return output

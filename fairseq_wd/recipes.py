@@ -16,6 +16,9 @@ from dataclasses import dataclass, field, replace
 from typing import List
 
 
+SELECT_BY = ("bleu", "loss")  # what chooses checkpoint_best.pt and stops a training under --patience
+
+
 def transformer(dim, ffn, heads, enc_layers, dec_layers=None):
     flags = ["--encoder-embed-dim", dim, "--encoder-ffn-embed-dim", ffn, "--encoder-attention-heads", heads,
              "--decoder-attention-heads", heads, "--encoder-layers", enc_layers]
@@ -44,12 +47,12 @@ class Recipe:
     # student that loops stops near a real translation's length, so speed measures model cost.
     max_len_a: float = 1.5
     max_len_b: int = 10
-    # A training has converged when its best valid loss lies at least this share of its updates before
-    # its end (the loss then stopped improving); checkpoint_best.pt is that best one.
+    # A training has converged when its best validation (by the selection metric) lies at least this share
+    # of its updates before its end; checkpoint_best.pt is that best one.
     converged_share: float = 0.2
-    # Early stopping (fairseq's --patience: validations without a better valid loss), validating and
-    # saving every `validate_interval_updates`; the update counts are then caps. 0: every training runs
-    # its full update count (the paper's view at equal updates).
+    # Early stopping (fairseq's --patience: validations without a better selection metric, valid BLEU by
+    # default), validating and saving every `validate_interval_updates`; the update counts are then caps.
+    # 0: every training runs its full update count (the paper's view at equal updates).
     patience: int = 0
     validate_interval_updates: int = 0
 
@@ -68,12 +71,17 @@ class Recipe:
         total = self.student_updates if total is None else total
         return total // 2, total - total // 2
 
-    def validation(self, post_process="sentencepiece"):
-        """Every training validates with fairseq's --eval-bleu (beam 4, the bench's length limit) at the end
-        of each epoch: the BLEU-vs-updates curves (sacrebleu's 13a tokenizer: fairseq offers no other)."""
+    def validation(self, post_process="sentencepiece", select_by="bleu"):
+        """Every training validates with fairseq's --eval-bleu (beam 4, the bench's length limit): the
+        BLEU-vs-updates curves (sacrebleu's 13a tokenizer: fairseq offers no other). `select_by` "bleu":
+        checkpoint_best.pt and --patience follow valid BLEU (fairseq's --best-checkpoint-metric bleu
+        --maximize-best-checkpoint-metric); "loss": fairseq's default, valid loss."""
+        if select_by not in SELECT_BY:
+            raise ValueError(f"select_by {select_by!r}: choose from {', '.join(SELECT_BY)}")
         gen = json.dumps({"beam": 4, "max_len_a": self.max_len_a, "max_len_b": self.max_len_b})
+        by_bleu = ["--best-checkpoint-metric", "bleu", "--maximize-best-checkpoint-metric"] if select_by == "bleu" else []
         return ["--eval-bleu", "--eval-bleu-args", gen, "--eval-bleu-detok", "space",
-                "--eval-bleu-remove-bpe", post_process]
+                "--eval-bleu-remove-bpe", post_process, *by_bleu]
 
 
 _ADAM = ["--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr-scheduler", "inverse_sqrt"]

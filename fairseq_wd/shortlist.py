@@ -143,7 +143,7 @@ class Shortlist:
         below nspecial); then the smallest other ids up to `minimum` ids, if there are fewer."""
         mask = torch.zeros(self.vocab_size, dtype=torch.bool)
         mask[self.always] = True
-        mask[self.table[torch.unique(src_tokens.cpu())].flatten()] = True
+        mask[self.table[torch.unique(src_tokens).cpu()].flatten()] = True  # the batch's distinct ids leave the device
         missing = minimum - int(mask.sum())
         if missing > 0:
             mask[(~mask).nonzero().squeeze(1)[:missing]] = True

@@ -1,6 +1,7 @@
 """fairseq_wd.decoding as the bench uses it: tied weights counted once, unknown reference words escaped
 as fairseq's scorer does, the untimed warm-up of both decoders, and the rotating model order."""
 import re
+import subprocess
 
 import pytest
 import sacrebleu
@@ -102,3 +103,26 @@ def test_both_decoders_warm_up_off_the_clock(data_bin, teacher, tmp_path):
     run("fairseq-wd-export", teacher, "--to", "ctranslate2", "--quantization", "none", "--output", folder)
     outputs, seconds, warmup = ct2.translate(str(folder), test.sources, test.batches(8), 6, 1.0, 1)
     assert len(seconds) == batches and warmup > 0 and all(o is not None for o in outputs)
+
+
+def test_speed_is_the_generators_own_meter_with_the_loader_in_process(data_bin, teacher, monkeypatch):
+    """fairseq logs its 'Translated ... sentences/s' line to whichever stream logging was configured on
+    first (generate.py asks for stdout); the figures come from the generator's own per-batch meter, so
+    they hold with that line on stdout, and fairseq-generate loads its batches in its own process."""
+    real, commands = subprocess.run, []
+
+    def fairseq_logging_to_stdout(cmd, **kwargs):
+        proc = real(cmd, **kwargs)
+        commands.append(cmd)
+        logged = [line for line in proc.stderr.splitlines(True) if "Translated " in line]
+        assert logged, "fairseq's own speed line"
+        rest = "".join(line for line in proc.stderr.splitlines(True) if line not in logged)
+        return subprocess.CompletedProcess(cmd, proc.returncode, proc.stdout + "".join(logged), rest)
+
+    monkeypatch.setattr(decoding.subprocess, "run", fairseq_logging_to_stdout)
+    test = decoding.TestSet(str(data_bin), "test", "none")
+    got = decoding.decoder_for(str(teacher), decoding.Settings(6, 1.0, 8, 0, 200, 1, 1, "cpu")).translate(test)
+    assert len(got.batch_seconds) == 3 and got.sentences_per_s == pytest.approx(20 / sum(got.batch_seconds))
+    assert got.tokens_per_s == pytest.approx((sum(got.lengths) + 20) / sum(got.batch_seconds)), "with </s>"
+    cmd, = commands
+    assert [v for k, v in zip(cmd, cmd[1:]) if k == "--num-workers"][-1] == "0"

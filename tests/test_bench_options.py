@@ -98,6 +98,12 @@ def test_unknown_and_owned_options_are_refused(data_bin, tmp_path, capsys):
                            (["--shortlist", vmap, "--generate-args=--task translation"],
                             "--task translation with --shortlist"),
                            (["--generate-args=--shortlist x"], "use fairseq-wd-bench's --shortlist"),
+                           (["--generate-args=--max-tokens 100"], "--max-tokens is refused: its batches would differ"),
+                           (["--generate-args=--required-batch-size-multiple 1"],
+                            "--required-batch-size-multiple is refused: its batches would differ"),
+                           (["--generate-args=--quiet"], "--quiet is refused: fairseq-generate would print no hypotheses"),
+                           (["--generate-args=--results-path out"], "--results-path is refused: the hypotheses would go"),
+                           (["--generate-args=--num-workers 2"], "--num-workers is refused: fairseq-wd-bench loads"),
                            (["--shortlist", f"a={vmap}", "--shortlist", vmap], "give each a distinct label"),
                            (["--shortlist", "a=missing.txt"], "shortlist missing.txt does not exist")):
         with pytest.raises(SystemExit) as refused:

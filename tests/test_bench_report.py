@@ -22,13 +22,18 @@ def report():
                "chrf_sd": None if k in (0, 3) else 0.3, "bleu_vs_first": -k, "sentences_per_s": 20.0 * (k + 1),
                "tokens_per_s": 500.0 * (k + 1), "speedup": k + 1.0, "seeds": [{}] * (1 if k in (0, 3) else 3),
                "runs": [{"first_batch_cost_s": 0.5}], "checks": checks} for k, name in enumerate(NAMES)]
-    test = {"difference": -1.5, "sd": 0.3, "ci": [-2.4, -0.6], "p": 0.003}
+    per_seed = [{"difference": d, "interval": [d - 0.9, d + 0.8], "p": p}
+                for d, p in ((-1.2, 0.003), (-1.8, 0.0005), (-1.5, 0.0121))]
+    test = {"difference": -1.5, "sd": 0.3, "p": 0.0121, "per_seed": per_seed}
+    one = {"difference": -0.4, "sd": None, "p": 0.2, "interval": [-1.1, 0.35], "per_seed": per_seed[:1]}
     return {"settings": {"sentences": 500, "gen_subset": "test", "beam": 6, "lenpen": 1.0, "batch_size": 64,
                          "max_len_a": 1.5, "max_len_b": 10, "min_len": 1, "device": "cpu", "threads": 2, "repeats": 3,
                          "sacrebleu": "tok:13a", "sacrebleu_chrf": "nc:6", "generate_args": [], "bootstrap_samples": 1000},
             "models": models,
             "significance": [{"model": NAMES[2], "baseline": NAMES[1], "seed_pairs": [[1, 1], [2, 2], [3, 3]],
-                              "bleu": test, "chrf": test}],
+                              "bleu": test, "chrf": test},
+                             {"model": NAMES[3], "baseline": NAMES[0], "seed_pairs": [[1, 1]], "bleu": one,
+                              "chrf": one}],
             "focus": {"model": NAMES[2], "baseline": NAMES[0],
                       "sentences": [{"id": 7, "source": "a | b", "reference": "r", "baseline": "x", "model": "",
                                      "chrf_baseline": 80.0, "chrf_model": 10.0}]}}
@@ -38,7 +43,9 @@ def test_tables_name_rows_by_number():
     md = markdown_table(report())
     assert md.count("| TINY") == 3, "only the first table's rows start with a name"
     assert f"| 3 | {NAMES[2]} | 3 | 2.00M | 0.50 | 8.0 | 28.00 +- 0.40 | -2.00 | 53.00 +- 0.30 |" in md
-    assert f"| #3 {NAMES[2]} | #2 {NAMES[1]} | 3 | -1.50 +- 0.30 | [-2.40, -0.60] | 0.0030 |" in md
+    several = "-1.50 +- 0.30 (-1.20, -1.80, -1.50) | per pair: bench.json | 0.0030, 0.0005, 0.0121"
+    assert f"| #3 {NAMES[2]} | #2 {NAMES[1]} | 3 | {several} | {several} |" in md, "each seed pair's p, no one interval"
+    assert f"| #4 {NAMES[3]} | #1 {NAMES[0]} | 1 | -0.40 | [-1.10, +0.35] | 0.2000 |" in md
     assert f"| #4 {NAMES[3]} | 2.0% | 1.0% | 0.0% | 0.970 |" in md
     assert "| 7 | 80.0 | 10.0 | a \\| b | r | x |   |" in md, "a | inside a sentence is escaped"
     assert "one-time cost it kept off, median: fairseq-generate 0.500s, CTranslate2 0.500s" in md

@@ -1,10 +1,15 @@
-"""fairseq_wd.evaluation: sacrebleu's paired bootstrap as `sacrebleu --paired-bs` prints it, seeds paired,
-and the per-sentence checks (loops, copies, length limit)."""
+"""fairseq_wd.evaluation: the paired bootstrap (p as `sacrebleu --paired-bs` prints it, the percentile
+interval of the difference, both from one draw of resamples), seeds paired, and the per-sentence checks
+(loops, copies, length limit)."""
+import os
 import random
 import re
+import statistics
 import subprocess
 
+import numpy as np
 import pytest
+from sacrebleu.metrics import BLEU, CHRF
 from utils import BIN, WORDS
 
 from fairseq_wd import evaluation
@@ -22,56 +27,98 @@ def systems():
     return refs, noisy(refs, rng, 0.3), noisy(refs, rng, 0.2)
 
 
-def test_paired_bootstrap_is_sacrebleus(systems, tmp_path):
-    """Same p-values and scores as the sacrebleu command; the interval of the difference is centred on
-    the difference of the two systems' bootstrap means that sacrebleu prints (the same resamples)."""
-    refs, base, sys = systems
+def sacrebleu_p(tmp_path, refs, base, sys, n_samples):
+    """The p-values (BLEU, chrF) that the sacrebleu command prints for `sys` against `base`, run as a user
+    runs it: no SACREBLEU_SEED, so its default seed."""
     for name, lines in (("ref", refs), ("base", base), ("sys", sys)):
         (tmp_path / name).write_text("\n".join(lines) + "\n")
+    env = {k: v for k, v in os.environ.items() if k != "SACREBLEU_SEED"}
     cli = subprocess.run([f"{BIN}/sacrebleu", tmp_path / "ref", "-i", tmp_path / "base", tmp_path / "sys", "-m", "bleu",
-                          "chrf", "--paired-bs", "-f", "text"], capture_output=True, text=True, check=True).stdout
-    base_cells, sys_cells = [re.findall(r"([\d.]+) \(([\d.]+) ± [\d.]+\)", line)
-                             for line in cli.splitlines() if re.search(r"│\s+(Baseline: \S+|\S+sys) │", line)]
-    p_values = [float(p) for p in re.findall(r"\(p = ([\d.]+)\)", cli)]
-    paired = evaluation.Scorer([refs]).paired_bootstrap(base, sys)
-    for k, metric in enumerate(("bleu", "chrf")):
-        (base_score, base_mean), (sys_score, sys_mean) = base_cells[k], sys_cells[k]
-        got = paired[metric]
-        assert round(got["p"], 4) == p_values[k]
-        assert got["difference"] == pytest.approx(float(sys_score) - float(base_score), abs=0.11)
-        low, high = got["ci"]
-        assert low < got["difference"] < high
-        assert (low + high) / 2 == pytest.approx(float(sys_mean) - float(base_mean), abs=0.11), "the CLI's resamples"
-    assert paired["bleu"]["difference"] > 5 and paired["bleu"]["p"] < 0.01, "20% against 30% noise is clear"
+                          "chrf", "--paired-bs", "--paired-bs-n", str(n_samples), "-f", "text"],
+                         capture_output=True, text=True, check=True, env=env).stdout
+    return [float(p) for p in re.findall(r"\(p = ([\d.]+)\)", cli)]
 
 
-def test_interval_comes_from_paired_resamples(systems):
+@pytest.mark.parametrize("seed_env", [None, "none", "7"])
+def test_p_is_the_sacrebleu_commands_whatever_sacrebleu_seed(systems, tmp_path, monkeypatch, seed_env):
+    """The p of both metrics is what `sacrebleu REF -i BASE SYS --paired-bs --paired-bs-n N` prints, to its
+    every digit (4 digits tell each count of 500 resamples apart), and stays so when SACREBLEU_SEED is set
+    in our process (`none`: sacrebleu's own resamples would then be random and unpaired). Two close systems,
+    so that p is far from its floor and the count matters."""
+    refs, base, _ = systems
+    close = noisy(refs, random.Random(11), 0.28)
+    printed = sacrebleu_p(tmp_path, refs, base, close, 500)
+    if seed_env is None:
+        monkeypatch.delenv("SACREBLEU_SEED", raising=False)
+    else:
+        monkeypatch.setenv("SACREBLEU_SEED", seed_env)
+    paired = evaluation.Scorer([refs]).paired_bootstrap(base, close, n_samples=500)
+    assert [round(paired[m]["p"], 4) for m in ("bleu", "chrf")] == printed
+    assert 0.05 < min(printed), "close systems: a p the count decides"
+    scores = {m: [evaluation.Scorer([refs]).corpus(h)[m] for h in (base, close)] for m in ("bleu", "chrf")}
+    for m in ("bleu", "chrf"):
+        assert paired[m]["difference"] == pytest.approx(scores[m][1] - scores[m][0], abs=1e-9)
+
+
+def test_interval_is_the_percentiles_of_the_paired_difference(systems):
+    """Rescored independently with sacrebleu's public corpus_score on each resampled corpus (the draws of
+    evaluation.bootstrap_draws, sacrebleu's RNG and default seed): the interval is the 2.5% and 97.5% order
+    statistics of the resamples' system - baseline, not a mean +- half their range."""
+    refs, base, sys = (lines[:60] for lines in systems)
+    n_samples = 120
+    draws = evaluation.bootstrap_draws(len(refs), n_samples)
+    assert (draws == np.random.default_rng(12345).choice(len(refs), size=(n_samples, len(refs)))).all()
+    bleu, chrf = BLEU(), CHRF()
+    diffs = {"bleu": [], "chrf": []}
+    for ids in draws:
+        ref = [[refs[i] for i in ids]]
+        for name, metric in (("bleu", bleu), ("chrf", chrf)):
+            diffs[name].append(metric.corpus_score([sys[i] for i in ids], ref).score
+                               - metric.corpus_score([base[i] for i in ids], ref).score)
+    paired = evaluation.Scorer([refs]).paired_bootstrap(base, sys, n_samples=n_samples)
+    for name in ("bleu", "chrf"):
+        ordered = sorted(diffs[name])
+        assert paired[name]["interval"] == pytest.approx([ordered[3], ordered[116]], abs=1e-3), name
+        assert paired[name]["interval"][0] < paired[name]["difference"] < paired[name]["interval"][1]
+    assert paired["bleu"]["difference"] > 5 and paired["bleu"]["p"] < 0.05, "20% against 30% noise is clear"
+
+
+def test_interval_comes_from_paired_resamples(systems, monkeypatch):
     """One sentence of 120 fixed: every resample moves both systems alike, so the difference's interval
-    is a fraction of a point, where each system's own interval spans several."""
+    is a fraction of a point, where each system's own interval spans several; so too with
+    SACREBLEU_SEED=none, under which sacrebleu's own resamples of the two systems are independent."""
+    monkeypatch.setenv("SACREBLEU_SEED", "none")
     refs, base, _ = systems
     fixed = [refs[0]] + base[1:]
     paired = evaluation.Scorer([refs]).paired_bootstrap(base, fixed)["bleu"]
-    assert 0 < paired["difference"] < 1 and paired["ci"][1] - paired["ci"][0] < 1.5, "unpaired: about 14 points"
+    assert 0 < paired["difference"] < 1 and paired["interval"][1] - paired["interval"][0] < 1.5, "unpaired: 14 points"
 
 
 def test_identical_outputs_are_no_difference(systems):
     refs, base, _ = systems
     paired = evaluation.Scorer([refs]).paired_bootstrap(base, list(base))
-    assert paired["bleu"] == {"difference": 0.0, "p": 1.0, "ci": [0.0, 0.0], "system_bootstrap_mean": None}
+    assert paired["bleu"] == {"difference": 0.0, "p": 1.0, "interval": [0.0, 0.0]}
 
 
-def test_seeds_pair_up_and_the_weakest_p_is_shown(systems):
+def test_seeds_give_the_spread_and_each_pairs_p(systems):
+    """Several seed pairs: the differences' mean and sd over the pairs, each pair's own p and interval,
+    and no interval beside the mean (an interval is one pair's resamples'); 'p' is the largest."""
     refs, base, sys = systems
     rng = random.Random(9)
     seeds = [sys, noisy(refs, rng, 0.28), noisy(refs, rng, 0.2)]
     scorer = evaluation.Scorer([refs])
-    out = evaluation.compare(scorer, seeds, [base])
+    out = evaluation.compare(scorer, seeds, [base], n_samples=300)
     assert out["seed_pairs"] == [[1, 1], [2, 1], [3, 1]], "one baseline seed against every system seed"
     bleu = out["bleu"]
-    diffs = [s["difference"] for s in bleu["per_seed"]]
-    assert bleu["difference"] == pytest.approx(sum(diffs) / 3) and bleu["sd"] > 0
-    weakest = max(bleu["per_seed"], key=lambda s: s["p"])
-    assert bleu["p"] == weakest["p"] > min(s["p"] for s in bleu["per_seed"]) and bleu["ci"] == weakest["ci"]
+    alone = [scorer.paired_bootstrap(base, s, n_samples=300)["bleu"] for s in seeds]
+    assert bleu["per_seed"] == alone, "each pair's own test"
+    diffs = [s["difference"] for s in alone]
+    assert bleu["difference"] == pytest.approx(statistics.mean(diffs))
+    assert bleu["sd"] == pytest.approx(statistics.stdev(diffs))
+    assert bleu["p"] == max(s["p"] for s in alone) > min(s["p"] for s in alone)
+    assert "interval" not in bleu and "ci" not in bleu
+    one = evaluation.compare(scorer, [sys], [base], n_samples=300)["bleu"]
+    assert one["sd"] is None and one["interval"] == alone[0]["interval"]
     assert evaluation.seed_pairs(3, 3) == [(0, 0), (1, 1), (2, 2)]
     assert evaluation.seed_pairs(2, 3) == [(0, 0), (1, 1)]
 

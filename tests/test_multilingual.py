@@ -251,7 +251,7 @@ def test_multilingual_pipeline_data_step_and_commands(tmp_path, monkeypatch):
     work = tmp_path / "work"
     argv = ["--work-dir", str(work), *pairs, "--budget", "multilingual", "--test-size", "20", "--valid-size", "20"]
     for extra, message in ((["--shortlist"], "bilingual only"), (["--methods", "wd,layer-copy"], "layer-copy with --pair"),
-                           (["--teacher", "t.pt"], "drop --teacher")):
+                           (["--teacher", "t.pt"], "--teacher with --pair needs --data-bin")):
         with pytest.raises(CorpusError, match=message):
             MultilingualPipeline(get_parser().parse_args(argv + extra))
     pipe = MultilingualPipeline(get_parser().parse_args(argv + ["--methods", "kd,logit_kd,pkd,wd"]))
@@ -287,3 +287,154 @@ def test_multilingual_pipeline_data_step_and_commands(tmp_path, monkeypatch):
         assert a.share_decoder_input_output_embed and not a.share_all_embeddings, "TINY: its own tied embedding"
     distill = next(c for c in commands if c[0] == "fairseq-wd-distill-data")
     assert distill[distill.index("--task") + 1] == "translation_multi_simple_epoch" and "--decoder-langtok" in distill
+
+
+M2M_LANGS = ("tgt2", "xx", "src", "tgt1")  # --lang-dict: more languages than the data, in no sorted order
+
+
+@pytest.fixture(scope="module")
+def m2m(tmp_path_factory):
+    """A teacher with M2M-100's argument layout, a valid checkpoint only (a few updates): `--fixed-dictionary`
+    (the data's dictionary plus entries of its own, as M2M-100's model_dict.128k.txt beside data_dict.128k.txt;
+    the data binarized with the data's), `--lang-dict` with four languages for two pairs, `--encoder-langtok src
+    --decoder-langtok`. (data-bin, language options, teacher, fixed dictionary)."""
+    root = tmp_path_factory.mktemp("m2m")
+    raw, data, model = root / "raw", root / "data-bin", root / "model"
+    raw.mkdir()
+    model.mkdir()
+    for split, n, seed in (("train", 60, 5), ("valid", 8, 6), ("test", 8, 7)):
+        rng = random.Random(seed)
+        sentences = [toy_pair(rng) for _ in range(n)]
+        for t in PAIRS:
+            (raw / f"{split}.src-{t}.src").write_text("".join(s + "\n" for s, _ in sentences))
+            (raw / f"{split}.src-{t}.{t}").write_text("".join(TARGETS[t](s, g) + "\n" for s, g in sentences))
+    (raw / "all.src").write_text((raw / "train.src-tgt1.src").read_text() * 2)
+    (raw / "all.tgt").write_text((raw / "train.src-tgt1.tgt1").read_text() + (raw / "train.src-tgt2.tgt2").read_text())
+    run("fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt", "--trainpref", raw / "all",
+        "--joined-dictionary", "--dict-only", "--destdir", raw / "dict", "--workers", "1")
+    data_dict = raw / "dict" / "dict.src.txt"
+    fixed = model / "model_dict.txt"
+    fixed.write_text(data_dict.read_text() + "".join(f"modelonly{i} 0\n" for i in range(3)))
+    for t in PAIRS:
+        run("fairseq-preprocess", "--source-lang", "src", "--target-lang", t, "--destdir", data, "--workers", "1",
+            *(x for split in ("train", "valid", "test") for x in (f"--{split}pref", raw / f"{split}.src-{t}")),
+            "--srcdict", data_dict, "--tgtdict", data_dict)
+    (model / "lang_dict.txt").write_text("".join(lang + "\n" for lang in M2M_LANGS))
+    langs = ["--lang-pairs", "src-tgt1,src-tgt2", "--fixed-dictionary", fixed, "--lang-dict", model / "lang_dict.txt",
+             "--encoder-langtok", "src", "--decoder-langtok"]
+    run("fairseq-train", data, "--task", "translation_multi_simple_epoch", *langs, "--arch", "transformer",
+        *TINY_DIMS, "--share-all-embeddings", "--save-dir", model, "--criterion", "label_smoothed_cross_entropy",
+        "--label-smoothing", "0.1", "--max-update", 80, "--disable-validation", *TRAIN_FLAGS, env={"PYTHONPATH": ""})
+    return data, langs, model / "checkpoint_last.pt", fixed
+
+
+def test_m2m_layout_teacher_is_checked_exported_and_decoded_as_fairseq_does(m2m, tmp_path):
+    """M2M-100's layout end to end: a distillation task accepts the teacher (its own --fixed-dictionary
+    compared symbol by symbol), the CTranslate2 export has fairseq's vocabulary (the fixed dictionary, then
+    the --lang-dict's tokens at fairseq's indices) and decodes every pair as fairseq-generate does; a
+    folder whose forced target token differs from the bench's task options is refused."""
+    from fairseq import checkpoint_utils
+
+    data, langs, teacher, fixed = m2m
+    task, _ = setup(m2m)
+    fixed_symbols = Dictionary.load(str(fixed)).symbols
+    assert task.source_dictionary.symbols == fixed_symbols + [f"__{lang}__" for lang in M2M_LANGS]
+    assert task.teacher and task._symbols_compared, "its own --fixed-dictionary, named by its checkpoint, compared"
+    task, _ = setup(m2m, "--fixed-dictionary", data / "dict.src.txt")  # the data's: 3 entries fewer
+    with pytest.raises(CheckpointError, match="has 55 embedding rows, but this run's dictionary has 52"):
+        task.teacher
+    swapped = fixed.read_text().splitlines()
+    swapped[3], swapped[4] = swapped[4], swapped[3]
+    (tmp_path / "swapped.txt").write_text("\n".join(swapped) + "\n")
+    task, _ = setup(m2m, "--fixed-dictionary", tmp_path / "swapped.txt")  # same size, other symbols
+    with pytest.raises(CheckpointError, match=f"entry 7 is .* {re.escape(str(fixed))}"):
+        task.teacher
+
+    out = tmp_path / "ct2"
+    run("fairseq-wd-export", teacher, "--to", "ctranslate2", "--quantization", "none", "--output", out)
+    _, _, fairseq_task = checkpoint_utils.load_model_ensemble_and_task([str(teacher)])  # fairseq's own task
+    vocabulary = json.loads((out / "shared_vocabulary.json").read_text())
+    assert vocabulary == ["<blank>" if s == "<pad>" else s for s in fairseq_task.source_dictionary.symbols]
+    for i, lang in enumerate(M2M_LANGS):
+        assert vocabulary.index(f"__{lang}__") == fairseq_task.source_dictionary.index(f"__{lang}__") == \
+            len(fixed_symbols) + i
+    settings = json.loads((out / "languages.json").read_text())
+    assert settings["prefixes"] == {f"src-{t}": [["__src__"], [f"__{t}__"]] for t in PAIRS}
+
+    bench = shlex.join(["--task", "translation_multi_simple_epoch", *map(str, langs)])
+    common = ["--generate-args", bench, "--beam", "1", "--repeats", "1", "--batch-size", "8", "--cpu",
+              "--max-len-a", "1.2", "--max-len-b", "5", "--post-process", "none"]
+    run("fairseq-wd-bench", data, "--model", f"teacher={teacher}", "--model", f"ct2={out}", *common,
+        "--output-dir", tmp_path / "bench")
+    for target in PAIRS:
+        pair = tmp_path / "bench" / f"src-{target}"
+        fairseq_hyps, ct2_hyps = ((pair / f"{n}.hyp").read_text().splitlines() for n in ("teacher", "ct2"))
+        assert len(fairseq_hyps) == 8 and fairseq_hyps == ct2_hyps, target
+
+    other = tmp_path / "other"  # as exported without --decoder-langtok: no forced target token
+    other.mkdir()
+    for name in os.listdir(out):
+        os.symlink(out / name, other / name) if name != "languages.json" else None
+    settings["prefixes"] = {pair: [source, []] for pair, (source, _) in settings["prefixes"].items()}
+    (other / "languages.json").write_text(json.dumps(settings))
+    refused = run("fairseq-wd-bench", data, "--model", f"ct2={other}", *common, "--output-dir", tmp_path / "x",
+                  check=False)
+    assert refused.returncode != 0 and "forces [] as the first target tokens" in refused.stderr, refused.stderr[-2000:]
+
+
+def test_given_multilingual_teacher_is_checked_before_any_work(m2m, tmp_path):
+    """`fairseq-wd-pipeline --data-bin --teacher --pair SRC-TGT`: the interface's refusals, and a data-bin
+    binarized with another dictionary refused by the check that runs before any step."""
+    from fairseq_wd.cli.pipeline import get_parser
+    from fairseq_wd.pipeline.corpus import CorpusError
+    from fairseq_wd.pipeline.multilingual import MultilingualPipeline
+
+    data, _, teacher, fixed = m2m
+    given = ["--work-dir", str(tmp_path / "w"), "--budget", "multilingual", "--teacher", str(teacher)]
+    pairs = ["--pair", "src-tgt1", "--pair", "src-tgt2"]
+    for argv, message in ((given + pairs, "needs --data-bin"),
+                          (given + ["--data-bin", str(data), "--pair", "src-tgt1=x.tsv"], "write --pair src-tgt1$"),
+                          (given + ["--data-bin", str(data), *pairs, "--references", "x.txt"], "SRC-TGT=FILE"),
+                          (given + ["--data-bin", str(data), *pairs, "--teacher-dict", str(fixed)], "drop --teacher-dict"),
+                          (given[:4] + pairs, "give its corpus, --pair src-tgt1=TSV")):
+        with pytest.raises(CorpusError, match=message):
+            MultilingualPipeline(get_parser().parse_args(argv))
+    pipe = MultilingualPipeline(get_parser().parse_args(given + ["--data-bin", str(data), *pairs]))
+    flags = pipe.language_flags()
+    assert flags[flags.index("--fixed-dictionary") + 1] == str(fixed) and "--decoder-langtok" in flags
+    assert flags[flags.index("--lang-dict") + 1] == str(fixed.parent / "lang_dict.txt")
+    assert pipe.data_and_teacher() == str(teacher)
+
+    other = tmp_path / "other-bin"  # the same files, but a data dictionary with two entries swapped
+    other.mkdir()
+    for name in os.listdir(data):
+        os.symlink(data / name, other / name) if not name.startswith("dict.") else None
+    symbols = (data / "dict.src.txt").read_text().splitlines()
+    symbols[3], symbols[4] = symbols[4], symbols[3]
+    for lang in ("src", *PAIRS):
+        (other / f"dict.{lang}.txt").write_text("\n".join(symbols) + "\n")
+    pipe = MultilingualPipeline(get_parser().parse_args(given + ["--data-bin", str(other), *pairs]))
+    with pytest.raises(CheckpointError, match="dict.src.txt is not the teacher's dictionary: entry 7"):
+        pipe.data_and_teacher()
+
+
+def test_pipeline_distils_a_given_m2m_layout_teacher(m2m, tmp_path):
+    """The toy M2M-layout teacher through fairseq-wd-pipeline end to end (KD and WD students, CTranslate2,
+    the bench of both pairs): every student trained with the teacher's language options from its checkpoint."""
+    data, _, teacher, fixed = m2m
+    work, reference = tmp_path / "work", data.parent / "raw" / "test.src-tgt1.tgt1"
+    run("fairseq-wd-pipeline", "--budget", "multilingual", "--data-bin", data, "--teacher", teacher, "--pair",
+        "src-tgt1", "--pair", "src-tgt2", "--references", f"src-tgt1={reference}", "--methods", "kd,wd",
+        "--update-scale", "0.005", "--bench-repeats", "1", "--post-process", "none", "--work-dir", work,
+        "--train-args=--max-tokens 600")
+    assert not os.path.exists(work / "data-bin") and (work / "kd-bin" / "train.src-tgt2.tgt2.idx").exists()
+    for student in ("tiny_kd_seed1", "tiny_wd_phase1_seed1", "tiny_wd_phase2_seed1"):
+        cfg = torch.load(work / student / "checkpoint_last.pt", weights_only=False)["cfg"]["task"]
+        assert (cfg.fixed_dictionary, cfg.lang_dict) == (str(fixed), str(fixed.parent / "lang_dict.txt")), student
+        assert cfg.lang_pairs == ["src-tgt1", "src-tgt2"] and tuple(cfg.langtoks["main"]) == ("src", "tgt")
+    assert json.loads((work / "ct2" / "tiny_wd_seed1" / "languages.json").read_text())["prefixes"]["src-tgt2"] == \
+        [["__src__"], ["__tgt2__"]]
+    report = json.loads((work / "bench" / "bench.json").read_text())
+    assert list(report["pairs"]) == ["src-tgt1", "src-tgt2"] and len(report["average"]) == 6
+    assert (work / "bench" / "src-tgt1" / "references.txt").read_text() == reference.read_text()
+    assert "| TINY WD" in (work / "results.md").read_text()

@@ -5,7 +5,7 @@ import re
 import pytest
 import torch
 
-from utils import TRAIN_FLAGS, USER_DIR, run, torchrun_every_rank
+from utils import TRAIN_FLAGS, USER_DIR, run, torchrun_every_rank, valid_metric
 
 import fairseq_wd  # noqa: F401
 from fairseq import checkpoint_utils
@@ -135,3 +135,17 @@ def test_pre_norm_teacher_final_layer_norms_train_as_copies(data_bin, tmp_path):
     moved = (student["encoder.layer_norm.weight"] - teacher_weights["encoder.layer_norm.weight"]).abs().max()
     assert 0 < moved < 0.1  # trained from the teacher's values, not tanh-gated (~0.76 of them)
     assert student["decoder.layer_norm.weight"].shape == (16,)
+
+
+def test_two_process_gloo_phase1_validates_the_generated_weights(data_bin, teacher, tmp_path):
+    """Under data-parallel training fairseq passes valid_step its DDP wrapper: --eval-bleu must still decode
+    the generated student. With a learning rate too small to move the generator, the 2-process valid BLEU
+    equals the single-process one (the wrapped student's own initial weights score near 0)."""
+    flags = ["--user-dir", USER_DIR, "--task", "weight_distillation", "--teacher-path", teacher, "--criterion",
+             "weight_distillation", "--wd-init", "truncated-identity", "--max-update", "2", *STUDENT, *TRAIN_FLAGS,
+             "--lr", "1e-12", "--max-tokens", "500", "--validate-interval-updates", "2", "--eval-bleu",
+             "--eval-bleu-args", '{"beam": 2}']
+    single = run("fairseq-train", data_bin, *flags, "--save-dir", tmp_path / "one")
+    (bleu,) = valid_metric(single.stdout + single.stderr, "bleu")
+    _, log = torchrun_every_rank(tmp_path / "two", "29583", data_bin, *flags)
+    assert bleu > 0.5 and valid_metric(log, "bleu") == [bleu]

@@ -2,10 +2,11 @@
 
 Each model is decoded by `fairseq-generate` itself (beam 6, lenpen 1.0, batch 64 by default, as the
 WD authors; same threads for all), `--repeats` times, the model order rotating between rounds so
-that machine drift hits every model alike; speed is the median of fairseq-generate's own timer, its
-first batch decoded once untimed before (a fresh process's one-time costs). A CTranslate2 folder
-(`fairseq-wd-export --to ctranslate2`) is decoded by CTranslate2 with the same beam, length penalty,
-batches, length limits (--max-len-a/-b, --min-len), threads and warm-up, timed around its translate calls.
+that machine drift hits every model alike; speed is the median of fairseq-generate's own per-batch timer
+around its generator, its first batch decoded once untimed before (a fresh process's one-time costs). A
+CTranslate2 folder (`fairseq-wd-export --to ctranslate2`) is decoded by CTranslate2 with the same beam,
+length penalty, batches, length limits (--max-len-a/-b, --min-len), threads and warm-up, timed around its
+translate calls on inputs built before the clock (decoding.TIMED says what both clocks hold).
 Every test sentence must get a hypothesis. Hypotheses are scored with sacrebleu (BLEU and chrF,
 signatures printed) against the raw references (`--references`) or the post-processed targets of the
 data-bin (an unknown word written `<<unk>>`, as fairseq's scorer does, so that `<unk>` is not credited).
@@ -16,7 +17,12 @@ data-bin (an unknown word written `<<unk>>`, as fairseq's scorer does, so that `
 A NAME given several times is one row of several seeds: BLEU and chrF are their mean and sd, speed is
 the first seed's. Every row is tested against the first (sacrebleu's paired bootstrap), and the
 `--compare ROW=BASELINE` pairs too. Options bench does not know are refused (a typo would otherwise go
-unnoticed); other fairseq-generate options go in --generate-args, which only the fairseq rows get.
+unnoticed); other fairseq-generate options go in --generate-args, which only the fairseq rows get, except
+two that every row follows: -s/-t name the pair to decode and score (a data-bin with several pairs needs
+them), and --tokenizer/--bpe (e.g. `--tokenizer moses`) decode every row's output and the default
+references as fairseq-generate's D- lines are decoded. Options that would make the fairseq rows' batches
+differ (--max-tokens, --required-batch-size-multiple, --num-workers) or print no hypotheses (--quiet,
+--results-path) are refused.
 The first model is the reference for speed-up and size ratio. Writes bench.md, bench.json, bench.png
 (with matplotlib), sentences.tsv and NAME.hyp per model (NAME.seedK.hyp for further seeds) to --output-dir.
 
@@ -43,7 +49,8 @@ from fairseq import options
 from ..checkpoints import CheckpointError
 from .. import evaluation, multilingual
 from .. import shortlist as sl
-from ..decoding import USER_DIR, DecodingError, Settings, TestSet, decode_rows
+from ..bench import provenance
+from ..decoding import TIMED, USER_DIR, DecodingError, Settings, TestSet, decode_rows
 from ..deploy import ct2
 from . import bench_shortlist
 from .bench_report import markdown_table, pairs_table, plot
@@ -53,6 +60,17 @@ OWNED = {"--path": "--model", "--gen-subset": "--gen-subset", "--beam": "--beam"
          "--batch-size": "--batch-size", "--max-sentences": "--batch-size", "--max-len-a": "--max-len-a",
          "--max-len-b": "--max-len-b", "--min-len": "--min-len", "--post-process": "--post-process",
          "--remove-bpe": "--post-process", "--cpu": "--cpu", "--user-dir": None, "--shortlist": "--shortlist"}
+# fairseq-generate options that would make the rows differ or leave nothing to score: (attribute, why)
+REFUSED = {"--max-tokens": ("max_tokens", "its batches would differ from the CTranslate2 rows' and from the length "
+                                          "limits' (fairseq-wd-bench's --batch-size sets them all)"),
+           "--required-batch-size-multiple": ("required_batch_size_multiple", "its batches would differ from the "
+                                              "CTranslate2 rows' and from the length limits'"),
+           "--quiet": ("quiet", "fairseq-generate would print no hypotheses to score"),
+           "--results-path": ("results_path", "the hypotheses would go to a file the bench does not read (the bench "
+                                              "writes NAME.hyp to --output-dir)"),
+           "--num-workers": ("num_workers", "fairseq-wd-bench loads fairseq's batches in the decoding process "
+                                            "(--num-workers 0), as CTranslate2's are prepared, so that no loader "
+                                            "process runs beside the timed threads")}
 
 
 class BenchError(RuntimeError):
@@ -109,8 +127,11 @@ def get_parser():
                         "section. Repeat with LABEL=FILE for several (rows 'NAME + shortlist LABEL')")
     p.add_argument("--generate-args", default="", metavar="'OPTIONS'",
                    help="more fairseq-generate options in one string, e.g. --generate-args='--unkpen 1'. "
-                        "Only the fairseq rows get them, CTranslate2 rows do not; options bench sets itself "
-                        "(--beam, --batch-size, ...) are refused here")
+                        "Only the fairseq rows get them, CTranslate2 rows do not, except -s/-t (the pair "
+                        "decoded and scored) and --tokenizer/--bpe (every row's output and the default "
+                        "references decoded alike, e.g. --tokenizer moses); options bench sets itself "
+                        "(--beam, --batch-size, ...) or that break the comparison (--max-tokens, --quiet, "
+                        "...) are refused here")
     return p
 
 
@@ -136,6 +157,10 @@ def generate_args(args):
         raise BenchError(f"--generate-args: fairseq-generate refuses {args.generate_args!r}: {why}") from None
     if unknown:
         raise BenchError(f"--generate-args: fairseq-generate does not know {' '.join(unknown)}")
+    default = options.parse_args_and_arch(options.get_generation_parser(), [args.data, "--user-dir", USER_DIR])
+    for flag, (name, why) in REFUSED.items():
+        if getattr(parsed, name) != getattr(default, name):
+            raise BenchError(f"--generate-args: {flag} is refused: {why}; drop it")
     task = [v for k, v in zip(extra, extra[1:] + [""]) if k == "--task"] + [
         t.partition("=")[2] for t in extra if t.startswith("--task=")]
     if args.shortlist and any(t != "distillation" for t in task):
@@ -214,9 +239,9 @@ def run(args):
     extra, parsed = generate_args(args)
     langtoks = language_settings(args, parsed)
     if langtoks is None:
-        return bench(args, models, plain, plain_of, specs, compares, extra, TestSet(args.data, args.gen_subset,
-                                                                                     args.post_process), args.output_dir)
-    tests = {"-".join(pair): TestSet(args.data, args.gen_subset, args.post_process, pair, langtoks)
+        return bench(args, models, plain, plain_of, specs, compares, extra,
+                     TestSet(args.data, args.gen_subset, args.post_process, options=parsed), args.output_dir)
+    tests = {"-".join(pair): TestSet(args.data, args.gen_subset, args.post_process, pair, langtoks, parsed)
              for pair in multilingual.pairs(langtoks)}
     unknown = {p.partition("=")[0] for p in args.references or []} - set(tests)
     if unknown:
@@ -262,10 +287,12 @@ def bench(args, models, plain, plain_of, specs, compares, extra, test, output_di
         "data": args.data, "pair": "-".join(test.pair) if test.pair else None, "gen_subset": args.gen_subset,
         "sentences": len(test), "beam": args.beam, "lenpen": args.lenpen, "batch_size": args.batch_size, "max_len_a": args.max_len_a,
         "max_len_b": args.max_len_b, "min_len": args.min_len, "repeats": args.repeats, "threads": args.threads,
-        "device": device, "generate_args": extra, "shortlists": [s.path for s in specs],
+        "device": device, "generate_args": extra, "shortlists": [s.path for s in specs], "timed": TIMED,
         "sacrebleu": signatures["bleu"], "sacrebleu_chrf": signatures["chrf"],
         "bootstrap_samples": evaluation.BOOTSTRAP_SAMPLES,
-        "generate_args_note": "given to the fairseq rows only; CTranslate2 rows do not get them"}
+        "generate_args_note": "given to the fairseq rows only; CTranslate2 rows do not get them, but follow "
+                              "their -s/-t and --tokenizer/--bpe"}
+    settings.update(provenance.record(output_dir, test.sources, references, models))  # what fairseq-wd-merge checks
     report = {"settings": settings, **scored}
     os.makedirs(output_dir, exist_ok=True)
     for name, decoded in seeds.items():

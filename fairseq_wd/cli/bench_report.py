@@ -28,12 +28,16 @@ def markdown_table(report):
                      f"{m['sentences_per_s']:.1f} | {m['tokens_per_s']:.0f} | {m['speedup']:.2f}x |")
     lines.append("")
     lines.append(f"{s['sentences']} sentences of '{s['gen_subset']}', beam {s['beam']}, lenpen {s['lenpen']}, "
-                 f"batch {s['batch_size']}, {length_limits(s)}, {s['device']}, {s['threads']} threads; "
+                 f"batch {s['batch_size']}, {length_limits(s)}, {s['device']}, fairseq rows in "
+                 f"{'fp16' if {'--fp16', '--memory-efficient-fp16'} & set(s['generate_args']) else 'fp32'} "
+                 f"(CTranslate2 rows: the compute type in their name), {s['threads']} threads; "
                  f"speed: median of {s['repeats']} runs of the first seed, the model order rotating between runs, "
                  f"each run's first batch decoded once untimed before its clock ({warmup(models)}). "
                  "BLEU, chrF: mean +- sd over a row's seeds. weights MB: a checkpoint's parameters at the dtype "
                  "stored (tied embeddings once, no optimizer state), a CTranslate2 folder's model.bin. "
                  f"sacrebleu BLEU {s['sacrebleu']}, chrF {s['sacrebleu_chrf']}")
+    if s.get("timed"):
+        lines.append(f"Timed: {s['timed']}.")
     if s["generate_args"]:
         lines.append(f"fairseq rows only (not CTranslate2): {' '.join(s['generate_args'])}")
     number = {m["name"]: f"#{n} {m['name']}" for n, m in enumerate(models, 1)}
@@ -85,24 +89,36 @@ def shortlist_section(report, number):
 
 
 def significance_table(report, number):
+    """The paired tests, a row per (model, baseline): one seed pair shows its difference, the 95% interval
+    of the difference and p; several show the differences' mean +- sd over the pairs and each pair's
+    difference and p, in seed-pair order (an interval belongs to one pair's resamples: bench.json's per_seed)."""
     tests = report["significance"]
     if not tests:
         return []
-    lines = ["", f"Paired bootstrap resampling (sacrebleu --paired-bs, {report['settings']['bootstrap_samples']} "
-                 "resamples): the row minus its baseline. With seeds (seed i against seed i), the difference is the "
-                 "mean +- sd over the seed pairs, p the largest of their p-values and the 95% interval that "
-                 "pair's.", "",
-             "| model | against | seed pairs | BLEU difference | BLEU 95% CI | BLEU p | chrF difference | "
-             "chrF 95% CI | chrF p |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["", f"Paired bootstrap resampling ({report['settings']['bootstrap_samples']} resamples of the test "
+                 "sentences, drawn once and shared by both systems; p as sacrebleu --paired-bs defines and prints "
+                 "it): the row minus its baseline, and the 95% percentile interval of that difference over the "
+                 "resamples. With seeds (seed i against seed i): the mean +- sd of the differences over the seed "
+                 "pairs, then each pair's difference and p; each pair's interval is in bench.json.", "",
+             "| model | against | seed pairs | BLEU difference | BLEU 95% interval | BLEU p | chrF difference | "
+             "chrF 95% interval | chrF p |", "|---|---|---|---|---|---|---|---|---|"]
     for t in tests:
         cells = []
         for metric in ("bleu", "chrf"):
-            m = t[metric]
-            diff = f"{m['difference']:+.2f}" + (f" +- {m['sd']:.2f}" if m["sd"] is not None else "")
-            cells += [diff, f"[{m['ci'][0]:+.2f}, {m['ci'][1]:+.2f}]", f"{m['p']:.4f}"]
+            cells += difference_cells(t[metric])
         pair = f"| {number[t['model']]} | {number[t['baseline']]} | {len(t['seed_pairs'])}"
         lines.append(f"{pair} | {' | '.join(cells)} |")
     return lines
+
+
+def difference_cells(m):
+    """[difference, interval, p] of one metric of a test (evaluation.summarize)."""
+    if len(m["per_seed"]) == 1:
+        low, high = m["interval"]
+        return [f"{m['difference']:+.2f}", f"[{low:+.2f}, {high:+.2f}]", f"{m['p']:.4f}"]
+    per_pair = ", ".join(f"{s['difference']:+.2f}" for s in m["per_seed"])
+    return [f"{m['difference']:+.2f} +- {m['sd']:.2f} ({per_pair})", "per pair: bench.json",
+            ", ".join(f"{s['p']:.4f}" for s in m["per_seed"])]
 
 
 def checks_table(models, number):

@@ -1,12 +1,15 @@
-"""`fairseq-wd-export`: a WD phase-1 checkpoint -> a plain fairseq `transformer` student checkpoint;
-or any checkpoint of the plugin (teacher, KD or WD student, phase 1 too) -> a CTranslate2 model.
+"""`fairseq-wd-export`: any checkpoint of the plugin (teacher, KD or WD student, a WD phase-1 one, an SPS
+one) -> the student a user ships, one clean fairseq `transformer` file; or -> a CTranslate2 model folder.
 
-The generator is evaluated once in float32 and dropped. The result has explicit dimensions and its
-config as plain containers: it loads with `torch.load(weights_only=True)` and runs in
-`fairseq-generate` without `--user-dir`, and phase 2 fine-tunes it with
+A phase-1 generator is evaluated once in float32 and dropped; an SPS student's reused layers are unrolled.
+The file holds the weights and a plain config (explicit dimensions, task `translation`), no optimizer or
+trainer state: it loads with `torch.load(weights_only=True)` and in vanilla fairseq without `--user-dir`
+(fairseq-generate, fairseq-interactive, TransformerModel.from_pretrained) and in CTranslate2's own
+`ct2-fairseq-converter`; phase 2 fine-tunes it with
 `fairseq-train --task distillation --finetune-from-model STUDENT.pt`.
 
     fairseq-wd-export checkpoints/phase1/checkpoint_best.pt --output student.pt
+    fairseq-wd-export checkpoints/kd/checkpoint_best.pt --output student.pt
     fairseq-wd-export checkpoints/phase1/checkpoint_best.pt --show-plan
     fairseq-wd-export student.pt --to ctranslate2 --quantization int8 --output student-ct2/
     fairseq-wd-export student.pt --to ctranslate2 --vmap vmap.txt --output student-ct2/   # + its shortlist
@@ -17,16 +20,16 @@ import sys
 
 from ..checkpoints import CheckpointError, OutputError
 from ..deploy import ct2
-from ..export import load_phase1, read, to_ctranslate2, to_fairseq
+from ..export import is_phase1, load_phase1, read, to_ctranslate2, to_fairseq
 from ..modules.weight_plan import format_plan
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="fairseq-wd-export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="WD phase-1 checkpoint (fairseq-train --task weight_distillation, or "
-                                      "weight_distillation_multi_simple_epoch); "
-                                      "with --to ctranslate2 any checkpoint of the plugin")
+    p.add_argument("checkpoint", help="any checkpoint of the plugin: teacher, KD or WD student, WD phase 1 "
+                                      "(fairseq-train --task weight_distillation, or "
+                                      "weight_distillation_multi_simple_epoch), SPS student")
     p.add_argument("--output", help="student checkpoint (or CTranslate2 folder) to write (never overwritten)")
     p.add_argument("--to", choices=["fairseq", "ctranslate2"], default="fairseq",
                    help="fairseq: a plain transformer checkpoint (default); ctranslate2: a CTranslate2 model folder")
@@ -37,7 +40,7 @@ def main(argv=None):
                         "vmap.txt, for translate_batch(use_vmap=True); checked against the model's dictionaries first")
     p.add_argument("--show-plan", action="store_true", help="print which teacher tensors generate each student tensor")
     p.add_argument("--teacher-path", help="teacher checkpoint, if it moved since phase 1")
-    p.add_argument("--data", help="data-bin with the dictionaries, if it moved since phase 1")
+    p.add_argument("--data", help="data-bin with the dictionaries, if it moved since the training")
     a = p.parse_args(argv)
     if not a.output and not a.show_plan:
         p.error("give --output STUDENT.pt and/or --show-plan")
@@ -57,17 +60,18 @@ def main(argv=None):
         return
     try:
         state = read(a.checkpoint, a.teacher_path, a.data)
-        model = load_phase1(a.checkpoint, state)
+        model = load_phase1(a.checkpoint, state) if a.show_plan or is_phase1(state) else None
     except (CheckpointError, ValueError, FileNotFoundError) as e:
         sys.exit(f"fairseq-wd-export: {e}")
     if a.show_plan:
         print(format_plan(model.plan))
     if a.output:
         try:
-            params = to_fairseq(model, state, a.output)
-        except OutputError as e:
+            params = to_fairseq(a.checkpoint, a.output, a.teacher_path, a.data, state=state, phase1=model)
+        except (CheckpointError, OutputError, ValueError) as e:
             sys.exit(f"fairseq-wd-export: {e}")
-        print(f"wrote {a.output}: {params} parameters, fairseq transformer (no --user-dir needed)")
+        print(f"wrote {a.output}: {params} parameters, fairseq transformer, weights and config only "
+              "(loads without --user-dir)")
 
 
 if __name__ == "__main__":

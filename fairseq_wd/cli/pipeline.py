@@ -21,6 +21,7 @@ checkpoint_last.pt). The table is printed and saved to WORK_DIR/results.md.
     fairseq-wd-pipeline --teacher ckpt.pt --teacher-dict dict.txt --teacher-spm spm.model ...
     fairseq-wd-pipeline --data-bin data-bin --teacher ckpt.pt --post-process subword_nmt --references test.en ...
     fairseq-wd-pipeline --budget multilingual --pair en-ro=mpl.en-ro.tsv.xz --pair en-de=mpl20k.en-de.tsv.xz
+    fairseq-wd-pipeline --budget multilingual --data-bin data-bin --teacher m2m.pt --pair en-ro --pair en-de ...
 """
 import argparse
 import subprocess
@@ -30,7 +31,7 @@ from ..checkpoints import DISK_ERRORS, CheckpointError, OutputError
 from ..pipeline.corpus import CorpusError
 from ..pipeline import multilingual
 from ..pipeline.experiment import DEFAULT_METHODS, METHODS, Pipeline
-from ..recipes import RECIPES
+from ..recipes import RECIPES, SELECT_BY
 
 
 def parse_methods(spec):
@@ -80,7 +81,9 @@ def get_parser():
     data.add_argument("--pair", action="append", type=multilingual.parse_pair, metavar="SRC-TGT=TSV",
                       help="a language pair of one multilingual teacher ('source<TAB>target' lines); repeat for each "
                            "pair: the teacher (translation_multi_simple_epoch, language tokens, shared embeddings) and "
-                           "its students are trained on them all, the bench reports each pair and their average")
+                           "its students are trained on them all, the bench reports each pair and their average. "
+                           "With --data-bin and --teacher (a given multilingual teacher, e.g. M2M-100: its language "
+                           "options are read from its checkpoint), write SRC-TGT: a pair of the data-bin")
     data.add_argument("--character-coverage", type=float,
                       help="sentencepiece's character coverage (default: 0.9995 when a side is zh or ja, else 1.0)")
     data.add_argument("--data-bin", help="an existing fairseq-preprocess output with train, valid and test splits "
@@ -91,7 +94,8 @@ def get_parser():
                         "sentencepiece (default), subword_nmt (BPE with @@), none")
     b.add_argument("--references", action="append", metavar="FILE",
                    help="detokenized test references, one line per test sentence; repeat for several (NIST). "
-                        "Default: the test targets (raw text; for --data-bin, post-processed)")
+                        "Default: the test targets (raw text; for --data-bin, post-processed). With --pair: "
+                        "SRC-TGT=FILE")
     b.add_argument("--bleu-tokenize", help="sacrebleu's tokenizer (default: zh when the target is Chinese, else 13a)")
     b.add_argument("--shortlist", action="store_true",
                    help="build a lexical shortlist (fairseq-wd-shortlist) from the teacher output and add a row decoded "
@@ -112,10 +116,19 @@ def get_parser():
     p.add_argument("--seeds", type=parse_seeds, default=[1], metavar="1,2,3",
                    help="train every student once per seed (the teacher and its output are shared); each row "
                         "then reports the mean and standard deviation over seeds, speed from the first (default 1)")
+    p.add_argument("--select-by", choices=SELECT_BY, default="bleu",
+                   help="what chooses each bilingual training's checkpoint_best.pt and stops it under --patience: "
+                        "valid bleu (default; fairseq's --best-checkpoint-metric bleu "
+                        "--maximize-best-checkpoint-metric) or valid loss. Multilingual trainings have no "
+                        "--eval-bleu: their valid loss decides")
     p.add_argument("--patience", type=int, metavar="N",
-                   help="early stopping: stop a training after N validations without a better valid loss "
+                   help="early stopping: stop a training after N validations without a better --select-by metric "
                         "(fairseq's --patience; update counts become caps); 0 trains every model for its full "
                         "update count (the paper's view at equal updates). Default: the recipe's (cpu: 4, others 0)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="train N students at once once the teacher's output exists (each its own log, cores/N "
+                        "threads each unless OMP_NUM_THREADS is set); the steps and their keys do not change "
+                        "(default 1)")
     p.add_argument("--redo", type=lambda s: [x.strip() for x in s.split(",") if x.strip()], default=[],
                    metavar="STEP,...",
                    help="redo these steps (a step's folder name, e.g. bench) even when done with the same key; "
@@ -134,7 +147,10 @@ def get_parser():
 
 
 def main(argv=None):
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: give at least 1")
     try:
         (multilingual.MultilingualPipeline if args.pair else Pipeline)(args).run()
     except (CheckpointError, CorpusError, OutputError) as e:

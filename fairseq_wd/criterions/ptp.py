@@ -70,10 +70,10 @@ class PTPCriterion(LoadsOnlyOwnState, FairseqCriterion):
         ntokens = sample["ntokens"]
         logging_output = {
             "loss": loss.data, "ntokens": ntokens, "nsentences": target.size(0), "sample_size": ntokens,
-            "ptp_correct": logits.argmax(-1).eq(labels).sum().item(),
+            "ptp_correct": logits.argmax(-1).eq(labels).sum().data,  # tensors: no device sync per step
         }
         for k in range(N_LABELS):
-            logging_output[f"ptp_label{k}"] = labels.eq(k).sum().item()
+            logging_output[f"ptp_label{k}"] = labels.eq(k).sum().data
         return loss, ntokens, logging_output
 
     @staticmethod

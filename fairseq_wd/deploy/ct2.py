@@ -1,10 +1,9 @@
 """CTranslate2 (pip `ctranslate2`, the `deploy` extra): converting students and decoding with them.
 
-CTranslate2's FairseqConverter reads `checkpoint["args"]` as an argparse Namespace with the task in
-it, and knows only fairseq's own model names; our checkpoints keep a dict config and `wd_*` archs.
-So the model is handed over as a plain `transformer` checkpoint in that legacy layout.
+CTranslate2's FairseqConverter knows only fairseq's own model names and loads weights-only; our
+checkpoints keep `wd_*` archs and a Namespace config. So the model is handed over as the student a user
+ships (checkpoints.plain_checkpoint): a plain `transformer`, whose model config the converter reads.
 """
-import argparse
 import filecmp
 import json
 import os
@@ -13,10 +12,8 @@ import tempfile
 import time
 
 import torch
-from fairseq.models.transformer.transformer_legacy import base_architecture
-from omegaconf import OmegaConf
 
-from ..checkpoints import output_error
+from ..checkpoints import output_error, plain_checkpoint
 
 VMAP = "vmap.txt"  # the shortlist CTranslate2 reads from a model folder
 # a multilingual model's language token settings (multilingual.token_settings), which CTranslate2 does not keep
@@ -53,19 +50,15 @@ def convert(model_state, args, data, source_lang, target_lang, output_dir, quant
     for lang in (source_lang, target_lang):
         if not os.path.isfile(os.path.join(data, f"dict.{lang}.txt")):
             raise DeployError(f"no dict.{lang}.txt in {data}: pass --data, the data-bin the model was trained on")
-    # plain values only: the converter loads weights-only, and a checkpoint's config holds omegaconf lists
-    legacy = argparse.Namespace(**{k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
-                                   for k, v in vars(args).items()})
-    base_architecture(legacy)
-    legacy.arch, legacy.task, legacy.data = "transformer", "translation", data
-    legacy.source_lang, legacy.target_lang = source_lang, target_lang
+    # the student a user ships (checkpoints.plain_checkpoint), which the converter loads weights-only
+    task = {"_name": "translation", "data": data, "source_lang": source_lang, "target_lang": target_lang}
     partial = output_dir.rstrip(os.sep) + ".partial"
     shutil.rmtree(partial, ignore_errors=True)  # left by a killed run
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "model.pt")
             with open(path, "wb") as f:  # a file object: a failed write raises the system's reason
-                torch.save({"args": legacy, "model": {k: v.float() for k, v in model_state.items()}}, f)
+                torch.save(plain_checkpoint(model_state, args, task), f)
             converter = ctranslate2.converters.FairseqConverter(path, data, source_lang=source_lang,
                                                                  target_lang=target_lang)
             converter.convert(partial, vmap=vmap, quantization=None if quantization == "none" else quantization)
@@ -114,7 +107,8 @@ def translate(model_dir, sources, batches, beam, lenpen, threads, device="cpu", 
     lists indices into `sources` (fairseq's, longest last), and a batch's output may hold
     int(a * (longest source + </s>) + b) tokens, as fairseq's max_len_a/b. CTranslate2 counts
     max/min_decoding_length in output tokens without </s>, as fairseq's limits are. The model is loaded,
-    and the first batch translated once (the warm-up, as fairseq-wd-bench's fairseq rows), before the clock.
+    every batch's token lists and limits built, and the first batch translated once (the warm-up, as
+    fairseq-wd-bench's fairseq rows), before the clock, which times the translate_batch calls only.
     `use_vmap`: each batch decodes over the candidates of the folder's vmap.txt (the union over the batch).
     `source_prefix`, `target_prefix`: a multilingual model's language tokens, put before every source and
     forced as the first output tokens (which the outputs keep, as fairseq's hypotheses do)."""
@@ -123,21 +117,22 @@ def translate(model_dir, sources, batches, beam, lenpen, threads, device="cpu", 
         raise DeployError(f"use_vmap: no {VMAP} in {model_dir} (fairseq-wd-export --vmap, or copy it in)")
     translator = ctranslate2.Translator(model_dir, device=device, intra_threads=threads, inter_threads=1)
     outputs, seconds = [None] * len(sources), []
+    prepared = [dict(source=[[*source_prefix, *sources[i]] for i in batch], max_batch_size=len(batch),
+                     # fairseq counts the longest source with its </s>
+                     max_decoding_length=int(max_len_a * (max(len(sources[i]) for i in batch) + len(source_prefix) + 1)
+                                             + max_len_b),
+                     target_prefix=[list(target_prefix)] * len(batch) if target_prefix else None) for batch in batches]
 
-    def decode(batch):
-        longest = max(len(sources[i]) for i in batch) + len(source_prefix) + 1  # fairseq counts its </s>
-        return translator.translate_batch([[*source_prefix, *sources[i]] for i in batch], beam_size=beam,
-                                          length_penalty=lenpen, max_batch_size=len(batch), min_decoding_length=min_len,
-                                          max_decoding_length=int(max_len_a * longest + max_len_b),
-                                          use_vmap=use_vmap,
-                                          target_prefix=[list(target_prefix)] * len(batch) if target_prefix else None)
+    def decode(inputs):
+        return translator.translate_batch(**inputs, beam_size=beam, length_penalty=lenpen,
+                                          min_decoding_length=min_len, use_vmap=use_vmap)
 
     start = time.perf_counter()
-    decode(batches[0])
+    decode(prepared[0])
     warmup = time.perf_counter() - start
-    for batch in batches:
+    for batch, inputs in zip(batches, prepared):
         start = time.perf_counter()
-        results = decode(batch)
+        results = decode(inputs)
         seconds.append(time.perf_counter() - start)
         for i, r in zip(batch, results):
             outputs[i] = r.hypotheses[0]

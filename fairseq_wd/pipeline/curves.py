@@ -1,5 +1,5 @@
 """Learning curves from fairseq-train's own validation lines: valid BLEU (`--eval-bleu`) and loss
-against updates, for the BLEU-vs-updates plot and for saying whether a training converged."""
+against updates, for the BLEU-vs-updates plot, the best validation and whether a training converged."""
 import logging
 import os
 import re
@@ -27,15 +27,25 @@ def read_validations(log_path, offset=0):
     return [points[u] for u in sorted(points)]
 
 
-def convergence(points, window):
-    """How the valid loss ended: the update of its best value, and whether it then failed to improve for
-    at least `window` updates (fairseq's --patience counts validations; this counts updates)."""
+def best(points, metric="loss"):
+    """The validation that checkpoint_best.pt holds by `metric` ("loss": lowest; "bleu": highest): the
+    latest of equals, as fairseq's save_checkpoint replaces the best on a tie; None without such points."""
+    points = [p for p in points if metric in p]
     if not points:
+        return None
+    sign = -1 if metric == "bleu" else 1
+    return min(points, key=lambda p: (sign * p[metric], -p["update"]))
+
+
+def convergence(points, window, metric="loss"):
+    """How a training ended: the update of its best validation by `metric`, and whether it then failed to
+    improve for at least `window` updates (fairseq's --patience counts validations; this counts updates)."""
+    top = best(points, metric)
+    if top is None:
         return {"best_update": None, "last_update": None, "converged": False}
-    best = min(points, key=lambda p: (p["loss"], p["update"]))
     last = points[-1]["update"]
-    return {"best_update": best["update"], "best_loss": best["loss"], "last_update": last,
-            "converged": last - best["update"] >= window}
+    return {"best_update": top["update"], f"best_{metric}": top[metric], "last_update": last,
+            "converged": last - top["update"] >= window}
 
 
 def stopped(log_path, cap):

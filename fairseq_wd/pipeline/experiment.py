@@ -2,6 +2,7 @@
 teacher output, the students of --methods under one recipe (once per --seeds), CTranslate2 copies,
 the bench, the learning curves. Each step is keyed by what made it (steps.py): skipped once done for
 the same key, redone with what follows it when the key changed, resumed when it was killed."""
+import argparse
 import json
 import os
 import re
@@ -18,7 +19,7 @@ from ..checkpoints import load_state, model_args, save_plain_transformer
 from ..deploy import ct2
 from ..recipes import RECIPES
 from ..teacher import Teacher
-from . import corpus, curves, inputs
+from . import corpus, curves, inputs, jobs
 from .inputs import PACKAGE
 from .steps import BIN, StepRunner
 
@@ -48,7 +49,7 @@ class Pipeline(StepRunner):
     """The experiment of `fairseq-wd-pipeline`, from its parsed options."""
 
     def __init__(self, args):
-        super().__init__(args.work_dir, redo=args.redo)
+        super().__init__(args.work_dir, redo=args.redo, jobs=args.jobs)
         self.args = args
         self.recipe = RECIPES[args.budget]
         if args.patience is not None:
@@ -62,6 +63,7 @@ class Pipeline(StepRunner):
         self.student_encoder = self.recipe.student_encoder  # then the teacher's encoder, once it exists
         self.logs = {}  # (table row, seed) -> [(train.log, update offset)]
         self.trainings = []  # (what, folder, --max-update) of every training, for the stopping table
+        self.job_of = {}  # training folder -> the --jobs job that trained it (None: the pipeline itself)
 
     def updates(self, n):
         return max(1, int(n * self.args.update_scale))
@@ -125,6 +127,7 @@ class Pipeline(StepRunner):
         if row:
             self.logs.setdefault((row, seed), []).append((os.path.join(save, "train.log"), offset))
         self.trainings.append((name, save, self.updates(updates)))
+        self.job_of[save] = jobs.current()
         flags = [*self.recipe.train, *self.validation(), *(["--cpu"] if self.cpu else []),
                  *(["--fp16"] if self.args.fp16 else []), *self.recipe.stopping(self.args.update_scale),
                  *shlex.split(self.args.train_args)]
@@ -138,7 +141,7 @@ class Pipeline(StepRunner):
 
     def validation(self):
         """fairseq-train flags of every training's validation: the valid BLEU of the learning curves."""
-        return self.recipe.validation(self.args.post_process)
+        return self.recipe.validation(self.args.post_process, self.args.select_by)
 
     def task(self, name):
         """fairseq flags of the task `name` (translation, or the plugin's distillation, weight_distillation):
@@ -181,7 +184,8 @@ class Pipeline(StepRunner):
         self.step("teacher output for the train set (sequence-level KD data)")
         kd_bin = self.path("kd-bin")  # a resumed run keeps the finished chunks
         return self.keyed(kd_bin, "fairseq-wd-distill-data", self.data_bin, "--user-dir", PACKAGE, "--path", teacher,
-                          *self.task("translation"), *(["--cpu"] if self.cpu else []), "--dest", kd_bin,
+                          *self.task("translation"), *(["--cpu"] if self.cpu else []),
+                          *(["--fp16"] if self.args.fp16 else []), "--dest", kd_bin,
                           "--gen-subset", "train",
                           *self.recipe.distill)
 
@@ -205,12 +209,14 @@ class Pipeline(StepRunner):
 
     def students(self, teacher, kd_bin):
         """The students of --methods, in the table's order, each with the same number of updates, once
-        per seed: {row: [checkpoint of each seed]}."""
+        per seed: {row: [checkpoint of each seed]}. They depend on nothing but the teacher and its output,
+        so --jobs N trains N of them at once (jobs.py): the same steps, keys and tables as one at a time."""
+        runs = [(method, seed) for method in self.methods for seed in self.seeds]
         models = {}
-        for method in self.methods:
-            for seed in self.seeds:
-                for row, checkpoint in getattr(self, "student_" + method.replace("-", "_"))(teacher, kd_bin, seed).items():
-                    models.setdefault(row, []).append(checkpoint)
+        for found in jobs.run_all(self, runs, lambda method, seed: getattr(
+                self, "student_" + method.replace("-", "_"))(teacher, kd_bin, seed), self.args.jobs):
+            for row, checkpoint in found.items():
+                models.setdefault(row, []).append(checkpoint)
         return models
 
     def folder(self, method, seed):
@@ -290,6 +296,19 @@ class Pipeline(StepRunner):
                                       "--finetune-from-model", ptp, row=name, offset=self.ended_at(ptp_dir, n // 2), seed=seed)
         return models
 
+    def shipped(self, models):
+        """Each student as the file a user ships (fairseq-wd-export): weights and a plain config, loadable by
+        vanilla fairseq and ct2-fairseq-converter without the plugin: WORK/students/<its training>.pt."""
+        self.step("the students to ship (fairseq-wd-export: weights and a plain config)")
+        os.makedirs(self.path("students"), exist_ok=True)
+        shipped = {}
+        for name, checkpoints in models.items():
+            for checkpoint in checkpoints if name != "teacher" else ():
+                out = self.path("students", os.path.basename(os.path.dirname(checkpoint)) + ".pt")
+                shipped.setdefault(name, []).append(self.keyed(out, "fairseq-wd-export", checkpoint, "--data",
+                                                               self.data_bin, "--output", out, whole=True))
+        return shipped
+
     def ctranslate2(self, models):
         """int8 CTranslate2 copies of the teacher and of the KD and WD students, for the same table."""
         self.step("CTranslate2 int8 export")
@@ -317,10 +336,16 @@ class Pipeline(StepRunner):
         compare = [f"--compare={a}={b}" for a, b in ((wd, kd), (f"{wd}, CTranslate2 int8", f"{kd}, CTranslate2 int8"))
                    if a in models and b in models]  # WD against the paper's KD baseline
         focus = [f"--focus={wd}"] if wd in models else []  # else the bench's default: its last fairseq row
+        bench_args = shlex.split(self.args.bench_args)
+        if self.args.fp16:  # the fairseq rows decode at the training's precision, added to any --generate-args given
+            given = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+            given.add_argument("--generate-args", default="")
+            previous = given.parse_known_args(bench_args)[0].generate_args
+            bench_args.append("--generate-args=" + " ".join(filter(None, [previous, "--fp16"])))
         self.keyed(out, "fairseq-wd-bench", self.data_bin, *[f"--model={n}={p}" for n, ps in models.items() for p in ps],
                    *compare, *focus, *([f"--shortlist={vmap}"] if vmap else []),
                    *self.bench_inputs(), "--post-process", self.args.post_process,
-                   "--tokenize", self.bleu_tokenize(), *shlex.split(self.args.bench_args),
+                   "--tokenize", self.bleu_tokenize(), *bench_args,
                    "--repeats", self.args.bench_repeats or self.recipe.bench_repeats,
                    "--max-len-a", self.recipe.max_len_a, "--max-len-b", self.recipe.max_len_b,
                    "--output-dir", out, *(["--cpu"] if self.cpu else []))
@@ -358,30 +383,42 @@ class Pipeline(StepRunner):
                     {f"teacher {teacher_bleu:.1f}": teacher_bleu, "75% of the teacher": 0.75 * teacher_bleu})
         with open(self.path("bench", "curves.json"), "w") as f:
             json.dump({"teacher_valid_bleu": teacher_bleu, "curves": found}, f, indent=1)
+        metric = self.selected_by()
         lines = [f"Learning curves on valid (fairseq --eval-bleu, beam 4; the teacher: {teacher_bleu:.2f} BLEU), "
                  "bench/curves.png:", "",
-                 "| model | updates | valid BLEU at the end | best valid BLEU (update) | best valid loss at update | "
-                 "loss stopped improving |", "|---|---|---|---|---|---|"]
+                 f"| model | updates | valid BLEU at the end | best valid BLEU (update) | best valid {metric} at update | "
+                 f"{metric} stopped improving |", "|---|---|---|---|---|---|"]
         for row, points in found.items():
             with_bleu = [p for p in points if "bleu" in p]
             if not with_bleu:
                 continue
-            end, best = with_bleu[-1], max(with_bleu, key=lambda p: p["bleu"])
-            convergence = curves.convergence(points, self.recipe.converged_share * end["update"])
-            lines.append(f"| {row} | {end['update']} | {end['bleu']:.2f} | {best['bleu']:.2f} ({best['update']}) | "
+            end, top = with_bleu[-1], curves.best(with_bleu, "bleu")
+            convergence = curves.convergence(points, self.recipe.converged_share * end["update"], metric)
+            lines.append(f"| {row} | {end['update']} | {end['bleu']:.2f} | {top['bleu']:.2f} ({top['update']}) | "
                          f"{convergence['best_update']} | {'yes' if convergence['converged'] else 'no'} |")
         return "\n".join(lines) + "\n\n" + self.stopping_table()
 
+    def selected_by(self):
+        """What chose each training's checkpoint_best.pt (and stopped it under --patience): bleu or loss."""
+        return "bleu" if "--maximize-best-checkpoint-metric" in self.validation() else "loss"
+
     def stopping_table(self):
-        """What ended each training: fairseq's --patience (converged) or the update cap, and when."""
-        view = (f"Early stopping: --patience {self.recipe.patience} validations of "
-                f"{max(1, int(self.recipe.validate_interval_updates * self.args.update_scale))} updates, the update "
-                "counts are caps (trained to convergence)." if self.recipe.patience else
+        """Per training: its best validation by the selection metric (checkpoint_best.pt) and what ended it,
+        fairseq's --patience (converged) or the update cap, at which update."""
+        metric = self.selected_by()
+        every = max(1, int(self.recipe.validate_interval_updates * self.args.update_scale))
+        view = (f"Early stopping: --patience {self.recipe.patience} validations of {every} updates without a better "
+                f"valid {metric}; the update counts are caps (trained to convergence)." if self.recipe.patience else
                 "No early stopping: every training runs its update count (the paper's view at equal updates).")
-        lines = [view, "", "| training | stopped by | at update | cap (--max-update) |", "|---|---|---|---|"]
+        view += f" checkpoint_best.pt: the best valid {metric}."
+        lines = [view, "", f"| training | best valid {metric} (update) | stopped by | at update | cap (--max-update) |",
+                 "|---|---|---|---|---|"]
         for name, folder, cap in self.trainings:
-            stop = curves.stopped(os.path.join(folder, "train.log"), cap)
-            lines.append(f"| {name} | {stop['by']} | {stop['update']} | {cap} |")
+            log = os.path.join(folder, "train.log")
+            stop = curves.stopped(log, cap)
+            top = curves.best(curves.read_validations(log), metric) if os.path.exists(log) else None
+            shown = f"{top[metric]:.2f} ({top['update']})" if top else "-"
+            lines.append(f"| {name} | {shown} | {stop['by']} | {stop['update']} | {cap} |")
         return "\n".join(lines) + "\n"
 
     def data_and_teacher(self):
@@ -401,11 +438,14 @@ class Pipeline(StepRunner):
         kd_bin = self.teacher_output(teacher)
         vmap = self.shortlist(kd_bin) if self.args.shortlist else None
         models = {"teacher": [teacher], **self.students(teacher, kd_bin)}
+        shipped = self.shipped(models)
         models.update(self.ctranslate2(models))
         report = f"{self.bench(models, vmap)}\n{LEGEND.format(kd_alpha=self.recipe.kd_alpha)}\n\n{self.learning_curves(teacher)}"
         if os.path.exists(self.path("raw", "splits.txt")):
             with open(self.path("raw", "splits.txt")) as f:
                 report += f"\nData: {f.read()}"
+        report += ("\nThe students to ship, weights and a plain config that fairseq and ct2-fairseq-converter load "
+                   "without the plugin: " + ", ".join(os.path.relpath(p, self.work) for ps in shipped.values() for p in ps) + "\n")
         with open(self.path("results.md"), "w") as f:
             f.write(report)
         print(f"\n{report}\nsaved to {self.path('results.md')}; pipeline took {(time.time() - started) / 60:.1f} min")

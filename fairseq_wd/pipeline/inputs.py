@@ -94,6 +94,36 @@ def given_teacher(args, src, tgt):
     return GivenTeacher(checkpoint, dictionary, spm, teacher.decoder_layers, teacher_encoder_flags(teacher))
 
 
+def given_multilingual_teacher(args, pairs, language_flags):
+    """A given multilingual teacher checked on --data-bin before any work, by the task its students train
+    under (distillation_multi_simple_epoch with `language_flags`, the teacher's own): every pair's
+    splits, the teacher's language settings and embedding rows against the dictionaries fairseq makes from
+    those flags (every symbol against the teacher's own dictionary files where they are here), and the
+    data-bin's dictionaries as their start."""
+    from fairseq import options, tasks
+
+    from .. import multilingual
+
+    missing = [f"{split}.{s}-{t}.{lang}.{ext}" for s, t in pairs for split in SPLITS for lang in (s, t)
+               for ext in ("bin", "idx") if not os.path.isfile(os.path.join(args.data_bin, f"{split}.{s}-{t}.{lang}.{ext}"))]
+    if missing:
+        raise CorpusError(f"--data-bin {args.data_bin} lacks {', '.join(missing[:4])}: binarize every --pair's "
+                          "train, valid and test with fairseq-preprocess (--srcdict/--tgtdict the teacher's dictionary)")
+    checkpoint = os.path.abspath(args.teacher)
+    if not os.path.isfile(checkpoint):
+        raise CheckpointError(f"--teacher {checkpoint} not found")
+    if "--lang-tok-replacing-bos-eos" in language_flags:
+        raise CheckpointError("the teacher was trained with --lang-tok-replacing-bos-eos, which neither its teacher "
+                              "output (fairseq-wd-distill-data) nor CTranslate2 supports")
+    parsed = options.parse_args_and_arch(options.get_training_parser(), [
+        args.data_bin, "--user-dir", PACKAGE, "--task", "distillation_multi_simple_epoch", *language_flags,
+        "--teacher-path", checkpoint, "--arch", "transformer"])
+    task = tasks.setup_task(parsed)
+    teacher = task.teacher  # TeacherAware's checks, as when a student is built
+    multilingual.check_data_dictionaries(task, args.data_bin)
+    return GivenTeacher(checkpoint, None, None, teacher.decoder_layers, teacher_encoder_flags(teacher))
+
+
 def check_wd_depths(args, given, teacher_flags):
     """WD groups teacher layers per student layer: refuse a teacher whose decoder depth is no multiple
     of the student's before hours of teacher training and teacher output, not when phase 1 starts."""

@@ -13,19 +13,19 @@ import subprocess
 import sys
 import time
 
-from . import keys
+from . import jobs, keys
 from .inputs import PACKAGE
 
 BIN = os.path.dirname(sys.executable)
 
 
 class StepRunner:
-    def __init__(self, work, redo=()):
+    def __init__(self, work, redo=(), jobs=1):
         self.work = os.path.abspath(work)
+        self.jobs = jobs        # commands run in up to this many parallel jobs (jobs.py)
         self.step_no = 0
         self.keys = {}          # output -> key, of every step met in this run (inputs of later steps)
         self.pending = {}       # output -> record, of the steps begun and not finished
-        self.made = {}          # output -> when it was made, of resumed steps that had been finished
         self.redo = set(redo)   # step names (an output's base name) redone whatever their key
         self._fingerprints = {}
 
@@ -75,11 +75,11 @@ class StepRunner:
         except (OSError, ValueError):
             return None
 
-    def write_mark(self, output, record, done, made=None):
-        """`made`: when the output was finished; with the key it is what later steps know this one by, so
-        a step redone with the same key (--redo) still redoes the steps that read it."""
+    def write_mark(self, output, record, done):
+        """A finished output's mark holds when it was made: with the key it is what later steps know this
+        one by, so a step redone with the same key (--redo) still redoes the steps that read it."""
         mark = self.mark_path(output)
-        made = (made or time.time()) if done else None
+        made = time.time() if done else None
         with open(mark + ".tmp", "w") as f:
             json.dump({"key": keys.digest(record), "done": done, "made": made, "record": record}, f, indent=1)
         os.replace(mark + ".tmp", mark)
@@ -106,7 +106,6 @@ class StepRunner:
                 self.keys[output] = made_key(key, mark.get("made"))
                 return True
             print("resuming:", output)
-            self.made[output] = mark.get("made")  # resumed to the same output: the later steps stay valid
             return False
         if exists or mark:
             why = [f"--redo {name}"] if mark and mark.get("key") == key else keys.changes(mark and mark.get("record"), record)
@@ -119,7 +118,7 @@ class StepRunner:
 
     def finish(self, output):
         output = os.path.abspath(output)
-        self.write_mark(output, self.pending.pop(output), done=True, made=self.made.pop(output, None))
+        self.write_mark(output, self.pending.pop(output), done=True)
 
     def stash(self, output, mark):
         """Moves a stale output and its mark to WORK/stale/NAME@KEY."""
@@ -166,8 +165,16 @@ class StepRunner:
         print("+", " ".join(map(str, cmd)), flush=True)
         exe = os.path.join(BIN, cmd[0])
         argv = [exe if os.path.exists(exe) else cmd[0], *map(str, cmd[1:])]
+        env = jobs.environment(self.jobs)
         if log is None:
-            subprocess.run(argv, check=True)
+            subprocess.run(argv, check=True, env=env)
+            return
+        if jobs.current() is not None:  # one of several jobs at once: its output goes to its log only
+            print(f"  its output: {log}", flush=True)
+            with open(log, "ab") as out:
+                proc = subprocess.run(argv, stdout=out, env=dict(env or os.environ, PYTHONUNBUFFERED="1"))
+            if proc.returncode:
+                raise subprocess.CalledProcessError(proc.returncode, argv)
             return
         with open(log, "ab") as out, open(log, "rb") as shown:
             shown.seek(0, os.SEEK_END)

@@ -34,20 +34,22 @@ class TeacherConfig(FairseqDataclass):
     teacher_dict: Optional[str] = field(
         default=None,
         metadata={"help": "the teacher's own dictionaries: its data-bin (dict.SRC.txt, dict.TGT.txt) or one joined "
-                          "dict.txt; every symbol must match the data's (a multilingual task adds its language "
-                          "tokens to it as to the data's). Without it only the sizes can be checked (a checkpoint "
-                          "holds no dictionary)"},
+                          "dict.txt (M2M-100, NLLB: its --fixed-dictionary); every symbol must match the data's (a "
+                          "multilingual task adds its language tokens to it as to the data's). Without it only the "
+                          "sizes can be checked (a checkpoint holds no dictionary), except for a multilingual teacher "
+                          "whose own dictionary files (its checkpoint names them) are on this machine"},
     )
 
 
 def check_teacher(teacher, task, teacher_dict=None):
     """`teacher` against `task`'s dictionaries (every symbol with `teacher_dict`) and, for a multilingual
-    task, against its language settings; raises CheckpointError naming the fix."""
+    task, against its language settings; raises CheckpointError naming the fix. True where every symbol
+    was compared, False where only the sizes could be."""
     if multilingual.is_multilingual(task):
-        multilingual.check_teacher(teacher, task, teacher_dict)
-        return
+        return multilingual.check_teacher(teacher, task, teacher_dict)
     own = teacher_dict and teacher_dictionaries(teacher_dict, task.cfg.source_lang, task.cfg.target_lang)
     teacher.check_dictionaries(task.source_dictionary, task.target_dictionary, teacher_dicts=own)
+    return bool(own)
 
 
 class TeacherAware:
@@ -55,6 +57,7 @@ class TeacherAware:
     the task's dataclass config, or from its args for a legacy task such as translation_multi_simple_epoch."""
 
     _teacher = None
+    _symbols_compared = False
     student_args = None
 
     @property
@@ -64,7 +67,7 @@ class TeacherAware:
     def build_model(self, cfg, from_checkpoint=False):
         if not from_checkpoint and self.has_teacher():  # a wrong or mismatched teacher fails here, before training
             logger.info("teacher %s: %s", self.teacher.path, "its dictionaries are the data's"
-                        if self.teacher_options.teacher_dict else
+                        if self._symbols_compared else
                         "embedding sizes match the data's dictionaries (symbols not compared: no --teacher-dict)")
         model = super().build_model(cfg, from_checkpoint)
         if not from_checkpoint:
@@ -81,7 +84,7 @@ class TeacherAware:
             if not self.has_teacher():
                 raise ValueError("this criterion needs a teacher: pass --teacher-path TEACHER.pt")
             teacher = Teacher(self.teacher_options.teacher_path)
-            check_teacher(teacher, self, self.teacher_options.teacher_dict)
+            self._symbols_compared = check_teacher(teacher, self, self.teacher_options.teacher_dict)
             self._teacher = teacher
         return self._teacher
 

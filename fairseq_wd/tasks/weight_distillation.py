@@ -9,6 +9,8 @@ multilingual `weight_distillation_multi_simple_epoch` shares.
 """
 from dataclasses import dataclass, field
 
+import torch
+
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import register_task
 
@@ -55,10 +57,21 @@ class WeightDistilling:
                                        str(options.wd_init))
 
     def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
+        """Beam search over the generated student: every phase-1 model among `models` is materialized
+        first, also when fairseq passes it inside its data-parallel wrappers (valid_step under DDP)."""
         for m in models:
+            m = unwrapped(m)
             if isinstance(m, WeightDistillationModel):
                 m.materialize_()
         return super().inference_step(generator, models, sample, prefix_tokens, constraints)
+
+
+def unwrapped(model):
+    """The model inside fairseq's wrappers (ModuleProxyWrapper, DistributedDataParallel, ...: `.module`)."""
+    while not isinstance(model, WeightDistillationModel) and isinstance(getattr(model, "module", None),
+                                                                         torch.nn.Module):
+        model = model.module
+    return model
 
 
 @register_task("weight_distillation", dataclass=WeightDistillationConfig)
