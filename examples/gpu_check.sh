@@ -60,14 +60,14 @@ check() {  # check NAME COMMAND...: PASS when the command succeeds, else FAIL wi
   if out=$("$@" 2>&1); then pass "$name"; else fail "$name" "$(echo "$out" | tail -n 1)"; fi
 }
 
-echo "gpu_check: device $DEVICE ($([ "$CPU" = 1 ] && echo "$(nproc --all) cores" || nvidia-smi -L | head -n 1)), precision $PRECISION," \
-     "work dir $WORK"
+if [ "$CPU" = 1 ]; then WHAT="$(nproc --all) cores"; else WHAT="$(nvidia-smi -L | head -n 1), $GPUS GPU(s)"; fi
+echo "gpu_check: device $DEVICE ($WHAT), precision $PRECISION, work dir $WORK"
 echo "gpu_check: torch $("$PYTHON" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda)')"
 START=$(date +%s)
 
 # -- the pipeline: every part below reads what it wrote ------------------------------------------------
 "$BIN/fairseq-wd-pipeline" --work-dir "$P" --train-teacher --methods kd,wd --update-scale 0.05 --bench-repeats 1 \
-  --test-size 200 --valid-size 100 "${FP16[@]}" "${EXTRA[@]}" > "$WORK/pipeline.log" 2>&1
+  --test-size 200 --valid-size 100 ${FP16[@]+"${FP16[@]}"} ${EXTRA[@]+"${EXTRA[@]}"} > "$WORK/pipeline.log" 2>&1
 RC=$?
 if [ $RC = 0 ]; then pass "pipeline ($(( $(date +%s) - START ))s)"; else
   fail "pipeline" "exit $RC, see $WORK/pipeline.log: $(tail -n 1 "$WORK/pipeline.log")"; fi
@@ -79,7 +79,7 @@ folder, precision = sys.argv[1:]
 log = open(os.path.join(folder, "train.log")).read()
 assert os.path.exists(os.path.join(folder, "checkpoint_best.pt")), f"no checkpoint_best.pt in {folder}"
 assert "done training" in log, "training did not finish"
-losses = [float(x) for x in re.findall(r"\| loss[= ]([^ ,|]+)", log)]
+losses = [float(x) for x in re.findall(r"[ |]loss[= ]([^ ,|]+)", log)]  # train_inner loss=, epoch | loss
 assert losses and all(math.isfinite(x) for x in losses), f"losses {losses}"
 scaled = re.search(r"[ |]loss_scale[= ]\d", log) is not None  # fairseq's fp16 optimizer logs it
 assert scaled == (precision == "fp16"), f"fairseq's fp16 loss scaler {'not ' if not scaled else ''}in the log"
@@ -136,14 +136,18 @@ elif [ "$CPU" = 1 ] && [ "$DDP_ON_CPU" = 0 ]; then
 elif [ ! -s "$P/teacher/checkpoint_best.pt" ]; then
   fail "DDP WD phase 1" "no teacher from the pipeline"
 else
-  read -r -a STUDENT <<< "$("$PYTHON" -c 'from fairseq_wd.recipes import RECIPES; print(" ".join(RECIPES["demo"].student_encoder))' 2>/dev/null)"
-  if [ "$CPU" = 1 ]; then DIST=(--cpu --distributed-backend gloo); else DIST=("${FP16[@]}"); fi
+  ENCODER='from fairseq_wd.recipes import RECIPES; print(" ".join(RECIPES["demo"].student_encoder))'
+  read -r -a STUDENT <<< "$("$PYTHON" -c "$ENCODER" 2>/dev/null)"  # the pipeline's students' encoder
+  if [ "$CPU" = 1 ]; then DIST=(--cpu --distributed-backend gloo); else DIST=(${FP16[@]+"${FP16[@]}"}); fi
   PORT=$((29000 + RANDOM % 1000))
+  rm -rf "$WORK/ddp"  # a fresh training: fairseq would resume from a checkpoint_last.pt left there
   OMP_NUM_THREADS=1 "$BIN/torchrun" --nproc_per_node 2 --master_port "$PORT" "$BIN/fairseq-train" "$P/data-bin" \
     --user-dir "$REPO/fairseq_wd" --task weight_distillation --teacher-path "$P/teacher/checkpoint_best.pt" \
-    --criterion weight_distillation --arch wd_transformer_tiny "${STUDENT[@]}" --optimizer adam --lr 0.0005 \
-    --max-tokens 2048 --max-update 4 --log-interval 1 --no-progress-bar --num-workers 0 --disable-validation \
-    --save-dir "$WORK/ddp" --no-epoch-checkpoints --distributed-world-size 2 "${DIST[@]}" > "$WORK/ddp.log" 2>&1
+    --criterion weight_distillation --arch wd_transformer_tiny ${STUDENT[@]+"${STUDENT[@]}"} \
+    --optimizer adam --lr 0.0005 --max-tokens 2048 --max-update 4 --log-interval 1 --no-progress-bar \
+    --num-workers 0 --disable-validation \
+    --save-dir "$WORK/ddp" --no-epoch-checkpoints --distributed-world-size 2 ${DIST[@]+"${DIST[@]}"} \
+    > "$WORK/ddp.log" 2>&1
   RC=$?
   ddp() {
     [ $RC = 0 ] || { echo "exit $RC, see $WORK/ddp.log: $(tail -n 1 "$WORK/ddp.log")"; return 1; }

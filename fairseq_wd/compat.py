@@ -58,6 +58,39 @@ def allow_fairseq_checkpoint_globals():
 
 
 @patch
+def load_broadcast_checkpoints():
+    """fairseq 0.12.x / fairseq-fixed 0.12.3.1 + torch >= 2.6: resuming a data-parallel training fails on
+    every rank but the first with "Weights only load failed ... Unsupported global: GLOBAL
+    omegaconf.dictconfig.DictConfig": trainer.load_checkpoint reads checkpoint_last.pt on rank 0 and sends
+    the state to the others through distributed.utils._broadcast_object_slow, whose torch.load takes the
+    weights-only default, and the state's cfg is a DictConfig. What arrives is rank 0's own state of the
+    same job, read by the loader above; the receiving ranks now load it whole."""
+    from fairseq.distributed import utils as dist_utils
+    from omegaconf import OmegaConf
+
+    buffer = io.BytesIO()
+    torch.save({"cfg": OmegaConf.create({"task": {}})}, buffer)
+    try:
+        torch.load(io.BytesIO(buffer.getvalue()), map_location="cpu")
+        return False  # torch < 2.6: the default loads it
+    except pickle.UnpicklingError:
+        pass
+    original = dist_utils._broadcast_object_slow
+
+    def broadcast_object_slow(obj, src_rank, group, dist_device):
+        if dist_utils.get_rank(group) == src_rank:
+            return original(obj, src_rank, group, dist_device)
+        length = torch.LongTensor([0]).to(dist_device)
+        dist_utils.broadcast(length, src=src_rank, group=group)
+        received = torch.ByteTensor(int(length.item())).to(dist_device)
+        dist_utils.broadcast(received, src=src_rank, group=group)
+        return torch.load(io.BytesIO(received.cpu().numpy()), map_location="cpu", weights_only=False)
+
+    dist_utils._broadcast_object_slow = broadcast_object_slow
+    return True
+
+
+@patch
 def keep_last_batch():
     """fairseq-fixed 0.12.3.1 (and fairseq main since d871f616): `data_utils.batch_by_size` drops
     the last batch when its size is not a multiple of --required-batch-size-multiple (default 8),

@@ -39,7 +39,8 @@ class DecodingError(RuntimeError):
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """What every decoder follows alike, so that rows differ by the model only. `generate_args`:
-    further fairseq-generate options, which CTranslate2 cannot follow."""
+    further fairseq-generate options, which CTranslate2 cannot follow; `compute_type`: the CTranslate2 rows'
+    (ctranslate2.Translator's), which fairseq rows ignore."""
     beam: int
     lenpen: float
     batch_size: int
@@ -49,6 +50,7 @@ class Settings:
     threads: int
     device: str  # "cpu" or "cuda"
     generate_args: tuple = ()
+    compute_type: str = "default"
 
 
 @dataclasses.dataclass
@@ -97,7 +99,12 @@ def output_decoder(options, src, tgt):
     from fairseq.data import encoders
 
     cfg = argparse.Namespace(**{**vars(options or argparse.Namespace()), "source_lang": src, "target_lang": tgt})
-    bpe, tokenizer = encoders.build_bpe(cfg), encoders.build_tokenizer(cfg)
+    try:
+        bpe, tokenizer = encoders.build_bpe(cfg), encoders.build_tokenizer(cfg)
+    except (ImportError, ValueError, OSError) as e:
+        raise DecodingError(f"--generate-args: fairseq cannot build --bpe {cfg.bpe} / --tokenizer {cfg.tokenizer} "
+                            f"({e}); give what they need, e.g. --bpe subword_nmt --bpe-codes CODES with pip install "
+                            "subword-nmt, --tokenizer moses with pip install sacremoses") from e
 
     def decode(x):
         if bpe is not None:
@@ -278,7 +285,7 @@ class CTranslate2Decoder(Decoder):
         outputs, seconds, warmup = ct2.translate(self.path, test.sources, test.batches(s.batch_size), s.beam,
                                                  s.lenpen, s.threads, s.device, s.max_len_a, s.max_len_b, s.min_len,
                                                  use_vmap=bool(self.shortlist), source_prefix=source_prefix,
-                                                 target_prefix=target_prefix)
+                                                 target_prefix=target_prefix, compute_type=s.compute_type)
         total = sum(seconds)
         strip = set(target_prefix)  # the target's language token, wherever it is, as fairseq's generator strips it
         hyps = self.complete({i: test.detok([t for t in tokens if t not in strip]) for i, tokens in enumerate(outputs)},

@@ -78,7 +78,7 @@ def task_args(task_cfg, data=None):
     -s/-t (every pair's dictionaries, as in training)."""
     parser = argparse.ArgumentParser(add_help=False)
     TranslationMultiSimpleEpochTask.add_args(parser)
-    args = parser.parse_args([data or "."])
+    args = parser.parse_args([data or ""])
     for k, v in (task_cfg if isinstance(task_cfg, dict) else vars(task_cfg)).items():
         setattr(args, k, copy.deepcopy(v))
     if data:
@@ -115,11 +115,12 @@ class Languages:
         if not args.fixed_dictionary:
             sides = [lang for p in pairs(args) for lang, given in zip(p, (args.source_dict, args.target_dict))
                      if not given]
-            missing = sorted({os.path.join(folder, f"dict.{lang}.txt") for lang in sides} - {
-                f for f in (os.path.join(folder, f"dict.{lang}.txt") for lang in sides) if os.path.isfile(f)})
+            missing = sorted({f for f in (os.path.join(folder, f"dict.{lang}.txt") for lang in sides)
+                              if not os.path.isfile(f)})
             if missing:
                 raise CheckpointError(f"no {missing[0]} ({where} read the data-bin's dictionaries, having no "
-                                      "--fixed-dictionary): give the data-bin the model was trained on (--data)")
+                                      "--fixed-dictionary): give the data-bin the model was trained on, or its "
+                                      "--fixed-dictionary")
         try:
             langs, dicts, _ = MultilingualDatasetManager.prepare(TranslationMultiSimpleEpochTask.load_dictionary,
                                                                  args)
@@ -159,8 +160,9 @@ def located(path, data, flag, where):
     """`path`, else the file of that name in the data-bin folder `data` (as Languages looks for it)."""
     if os.path.isfile(path):
         return os.path.abspath(path)
-    moved = os.path.join((data or "").split(os.pathsep)[0], os.path.basename(path))
-    if not os.path.isfile(moved):
+    folder = (data or "").split(os.pathsep)[0]
+    moved = os.path.join(folder, os.path.basename(path)) if folder else None
+    if not (moved and os.path.isfile(moved)):
         raise CheckpointError(f"{flag} {path} ({where}): no such file, nor {moved}: put the file at that path or "
                               "into the data-bin folder")
     return os.path.abspath(moved)

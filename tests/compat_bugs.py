@@ -45,6 +45,31 @@ try:
 except Exception as e:
     results["allow_fairseq_checkpoint_globals"] = "Weights only load failed" in str(e)
 
+# A rank > 0 receiving rank 0's checkpoint state (its cfg a DictConfig) when data-parallel training resumes.
+import io  # noqa: E402
+
+import torch  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+sent = io.BytesIO()
+torch.save({"cfg": OmegaConf.create({"task": {"data": "x"}})}, sent)
+sent = sent.getvalue()
+
+
+def broadcast(tensor, src, group):  # what torch.distributed gives a receiving rank
+    tensor.copy_(torch.tensor([len(sent)]) if tensor.dtype == torch.long else torch.frombuffer(bytearray(sent),
+                                                                                              dtype=torch.uint8))
+
+
+broadcast_of, rank_of = dist_utils.broadcast, dist_utils.get_rank
+dist_utils.broadcast, dist_utils.get_rank = broadcast, lambda group: 1
+try:
+    received = dist_utils._broadcast_object_slow(None, 0, None, torch.device("cpu"))
+    results["load_broadcast_checkpoints"] = received["cfg"].task.data != "x"
+except Exception as e:
+    results["load_broadcast_checkpoints"] = "Weights only load failed" in str(e)
+dist_utils.broadcast, dist_utils.get_rank = broadcast_of, rank_of
+
 batches = data_utils.batch_by_size(np.arange(20), lambda i: 1, max_sentences=8, required_batch_size_multiple=8)
 results["keep_last_batch"] = sum(len(b) for b in batches) < 20  # fairseq-generate would skip 4 sentences
 

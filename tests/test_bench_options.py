@@ -104,6 +104,7 @@ def test_unknown_and_owned_options_are_refused(data_bin, tmp_path, capsys):
                            (["--generate-args=--quiet"], "--quiet is refused: fairseq-generate would print no hypotheses"),
                            (["--generate-args=--results-path out"], "--results-path is refused: the hypotheses would go"),
                            (["--generate-args=--num-workers 2"], "--num-workers is refused: fairseq-wd-bench loads"),
+                           (["--generate-args=--bpe subword_nmt"], "fairseq cannot build --bpe subword_nmt"),
                            (["--shortlist", f"a={vmap}", "--shortlist", vmap], "give each a distinct label"),
                            (["--shortlist", "a=missing.txt"], "shortlist missing.txt does not exist")):
         with pytest.raises(SystemExit) as refused:

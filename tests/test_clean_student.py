@@ -134,7 +134,8 @@ def test_fairseq_generate_and_interactive_without_user_dir(data_bin, shipped, pl
     assert "fairseq_wd" not in generated.stderr, "nothing of the plugin was loaded"
     best = best_hypotheses(generated.stdout)
     assert [best.get(i) for i in range(len(test))] == expected
-    interactive = subprocess.run([os.path.join(BIN, "fairseq-interactive"), str(data_bin), *flags, "--buffer-size", "8"],
+    interactive = subprocess.run([os.path.join(BIN, "fairseq-interactive"), str(data_bin), *flags,
+                                  "--buffer-size", "8"],
                                  input="".join(" ".join(s) + "\n" for s in test.sources[:FEW]),
                                  capture_output=True, text=True, cwd=tmp_path, env=vanilla_env())
     assert interactive.returncode == 0, interactive.stderr[-3000:]

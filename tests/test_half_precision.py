@@ -4,7 +4,6 @@ fairseq runs `--fp16` on a CPU only without flattened gradients (`--fp16-no-flat
 FP16Optimizer asks CUDA for the device), and its overflow handler calls `.cuda()`, so the trainings here
 start at a loss scale that does not overflow on these batches: an inf or NaN gradient fails the run.
 fairseq's `--bf16` means a TPU, so bfloat16 is checked on the tensors directly."""
-import glob
 import math
 import os
 import re
@@ -137,24 +136,23 @@ RUNS = {
     "pkd": ["--task", "distillation", "--criterion", "pkd", "--kd-topk", "5", "--pkd-beta", "1"],
     "ptp": ["--task", "distillation", "--criterion", "ptp"],
 }
-# what must have changed between two checkpoints of each run: the generator, PKD's width projection, PTP's head
-TRAINED = {"wd_phase1": ("model", "generator."), "pkd": ("criterion", "projections.decoder."),
-           "ptp": ("criterion", "head."), "logit_kd": ("model", "decoder."),
-           "logit_kd_offline_topk": ("model", "decoder.")}
+# whose parameters must get gradients: the generator, PKD's width projection, PTP's head, the student
+TRAINED = {"wd_phase1": ("generator.", "criterion.projections.decoder."), "pkd": ("criterion.projections.decoder.",),
+           "ptp": ("criterion.head.",), "logit_kd": ("decoder.", "encoder."),
+           "logit_kd_offline_topk": ("decoder.", "encoder.")}
 
 
 @pytest.mark.parametrize("name", list(RUNS))
 def test_fp16_training(name, data_bin, teacher, request, tmp_path):
     """Four updates under fairseq's --fp16 (half model and criterion, fp32 master weights): finite losses
-    (and KD / PKD terms), every parameter of the generator / projection / head / decoder updated between
-    update 2 and 4, checkpoints that load into an fp32 model with a finite output."""
+    (and KD / PKD terms), a finite non-zero gradient for every parameter of the generator, PKD's projection,
+    PTP's head or the student, and a checkpoint that loads into an fp32 model with a finite output."""
     offline = name == "logit_kd_offline_topk"
     data = request.getfixturevalue("topk_bin") if offline else data_bin
     teacher_flags = [] if offline else ["--teacher-path", teacher]
     labels = [] if name == "ptp" else ["--label-smoothing", "0.1"]
     proc = run("fairseq-train", data, "--user-dir", USER_DIR, "--save-dir", tmp_path, "--max-update", "4",
-               *STUDENT, *TRAIN_FLAGS, *RUNS[name], *teacher_flags, *labels, *FP16, "--log-interval", "1",
-               "--save-interval-updates", "2")
+               *STUDENT, *TRAIN_FLAGS, *RUNS[name], *teacher_flags, *labels, *FP16, "--log-interval", "1")
     log = proc.stdout + proc.stderr
     if offline:
         assert "offline KD" in log
@@ -166,19 +164,22 @@ def test_fp16_training(name, data_bin, teacher, request, tmp_path):
         values = [float(v) for line in lines for v in re.findall(rf"\b{term}=([^,]+),", line)]
         assert len(values) == 4 and all(math.isfinite(v) for v in values), f"{term}: {values}"
 
-    at2 = torch.load(glob.glob(os.path.join(tmp_path, "checkpoint_*_2.pt"))[0], weights_only=True)
     last = os.path.join(tmp_path, "checkpoint_last.pt")
-    at4 = torch.load(last, weights_only=True)
-    part, prefix = TRAINED[name]
-    trained = {k: v for k, v in at4[part].items() if k.startswith(prefix) and v.is_floating_point()}
-    assert trained, f"no {prefix}* in the checkpoint's {part}"
-    assert all(v.dtype == torch.float32 for v in trained.values()), "fairseq saves fp16 weights as fp32"
-    unchanged = [k for k, v in trained.items() if torch.equal(v, at2[part][k])]
-    assert not unchanged, f"no gradient reached {unchanged}"
-
     models, _, task = checkpoint_utils.load_model_ensemble_and_task([last])
     student = models[0].eval()
     assert all(p.dtype == torch.float32 for p in student.parameters()), "loaded in fp32"
+    # fairseq's optimizer runs over the trainable parameters of the model, then the criterion's, in order;
+    # its fp32 first moments say which got a gradient (the half weights saved may round a small step away)
+    state = torch.load(last, weights_only=True)
+    names = [n for n, p in student.named_parameters() if p.requires_grad]
+    names += [f"criterion.{k}" for k in state["criterion"] or {}]
+    moments = [s["exp_avg"] for _, s in sorted(state["last_optimizer_state"]["state"].items())]
+    assert len(moments) == len(names)
+    checked = {n: m for n, m in zip(names, moments) if n.startswith(TRAINED[name])
+               and "k_proj__bias" not in n and "k_proj.bias" not in n}  # a key bias shifts a query's scores alike
+    assert checked and all(m.dtype == torch.float32 for m in checked.values())
+    missed = [n for n, m in checked.items() if not torch.isfinite(m).all() or m.abs().max() == 0]
+    assert not missed, f"no gradient reached {missed}"
     task.load_dataset("valid")
     ds = task.dataset("valid")
     sample = ds.collater([ds[i] for i in range(4)])

@@ -113,9 +113,12 @@ def test_phase1_options_kd_term_separate_transforms_identity_init(data_bin, teac
 
 
 def test_two_process_gloo_phase1_keeps_the_generator_in_sync(data_bin, teacher, tmp_path):
-    ranks, _ = torchrun_every_rank(tmp_path, "29581", data_bin, "--user-dir", USER_DIR, "--task",
-                                   "weight_distillation", "--teacher-path", teacher, "--criterion",
-                                   "weight_distillation", "--max-update", "3", *STUDENT, *TRAIN_FLAGS)
+    """Also when resumed: rank 0 sends its checkpoint to rank 1 (compat.load_broadcast_checkpoints)."""
+    flags = ["--user-dir", USER_DIR, "--task", "weight_distillation", "--teacher-path", teacher, "--criterion",
+             "weight_distillation", *STUDENT, *TRAIN_FLAGS]
+    torchrun_every_rank(tmp_path, "29581", data_bin, *flags, "--max-update", "2")
+    ranks, log = torchrun_every_rank(tmp_path, "29582", data_bin, *flags, "--max-update", "4")
+    assert "Loaded checkpoint" in log and "done training" in log
     generator = [k for k in ranks[0]["model"] if k.startswith("generator.")]
     assert generator
     for k in generator:

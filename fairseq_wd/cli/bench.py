@@ -36,6 +36,7 @@ pair's table; --references are then SRC-TGT=FILE.
 """
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -125,6 +126,13 @@ def get_parser():
                         "decoded over each batch's candidates (fairseq rows: --task distillation --shortlist; "
                         "CTranslate2 rows: use_vmap), tested against its plain row; bench.md gains a Shortlist "
                         "section. Repeat with LABEL=FILE for several (rows 'NAME + shortlist LABEL')")
+    p.add_argument("--ct2-compute-type", action="append", default=[], metavar="[ROW=]TYPE",
+                   help="the compute type of the CTranslate2 rows (ctranslate2.Translator's compute_type: "
+                        f"{', '.join(ct2.COMPUTE_TYPES)}; the weights are converted to it on load): TYPE for every "
+                        "CTranslate2 row, ROW=TYPE for the row ROW (and its shortlist rows); repeat. Default: "
+                        "default, the type the folder was saved in (fairseq-wd-export --quantization). The same "
+                        "folder may be given as two rows, e.g. --model 'x int8=DIR' --model 'x float32=DIR' "
+                        "--ct2-compute-type 'x int8=int8' --ct2-compute-type 'x float32=float32'")
     p.add_argument("--generate-args", default="", metavar="'OPTIONS'",
                    help="more fairseq-generate options in one string, e.g. --generate-args='--unkpen 1'. "
                         "Only the fairseq rows get them, CTranslate2 rows do not, except -s/-t (the pair "
@@ -195,6 +203,26 @@ def parse_models(specs):
     return models
 
 
+def compute_types(specs, models, plain_of):
+    """{row: compute type} of every CTranslate2 row (and its shortlist rows) from --ct2-compute-type."""
+    default, given = "default", {}
+    for spec in specs:
+        row, sep, kind = spec.rpartition("=")  # a name holds no '=' (--model splits at its first)
+        if kind not in ct2.COMPUTE_TYPES:
+            raise BenchError(f"--ct2-compute-type {spec!r}: {kind!r} is not one of {', '.join(ct2.COMPUTE_TYPES)}")
+        if not sep:
+            default = kind
+        elif row not in models or row in plain_of:
+            raise BenchError(f"--ct2-compute-type {spec!r}: no --model named {row!r}; the rows are "
+                             f"{[n for n in models if n not in plain_of]}")
+        elif not ct2.is_model_dir(models[row][0]):
+            raise BenchError(f"--ct2-compute-type {spec!r}: {row} is a fairseq row; it decodes as --generate-args say")
+        else:
+            given[row] = kind
+    return {name: given.get(plain_of.get(name, (name,))[0], default) for name, paths in models.items()
+            if ct2.is_model_dir(paths[0])}
+
+
 def parse_compares(specs, names):
     """[(row, baseline)] of --compare ROW=BASELINE; names hold no '=' (--model splits at its first)."""
     pairs = []
@@ -232,6 +260,7 @@ def run(args):
     specs = bench_shortlist.parse(args.shortlist)
     models, plain_of = bench_shortlist.expand(plain, specs)  # each model followed by its shortlist rows
     compares = parse_compares(args.compare, list(models))
+    compute_types(args.ct2_compute_type, models, plain_of)  # checked before decoding
     if args.focus is not None and args.focus not in models:
         raise BenchError(f"--focus {args.focus!r}: no --model of that name; the rows are {list(models)}")
     if args.repeats < 1:
@@ -271,6 +300,10 @@ def bench(args, models, plain, plain_of, specs, compares, extra, test, output_di
     references = read_references(args.references, test)
     bench_shortlist.check(specs, args.data, args.gen_subset, test.src, test.tgt, args.batch_size)  # before decoding
     rows = bench_shortlist.decoders(models, plain_of, alike, output_dir)
+    kinds = compute_types(args.ct2_compute_type, models, plain_of)
+    for name, kind in kinds.items():
+        for decoder in rows[name]:
+            decoder.settings = dataclasses.replace(decoder.settings, compute_type=kind)
     sizes = {name: decoders[0].size() for name, decoders in rows.items()}
     engines = {name: "ctranslate2" if ct2.is_model_dir(paths[0]) else "fairseq" for name, paths in models.items()}
     focus = args.focus or next((n for n in reversed(plain) if engines[n] == "fairseq"), None)
@@ -288,6 +321,7 @@ def bench(args, models, plain, plain_of, specs, compares, extra, test, output_di
         "sentences": len(test), "beam": args.beam, "lenpen": args.lenpen, "batch_size": args.batch_size, "max_len_a": args.max_len_a,
         "max_len_b": args.max_len_b, "min_len": args.min_len, "repeats": args.repeats, "threads": args.threads,
         "device": device, "generate_args": extra, "shortlists": [s.path for s in specs], "timed": TIMED,
+        "ct2_compute_types": kinds,
         "sacrebleu": signatures["bleu"], "sacrebleu_chrf": signatures["chrf"],
         "bootstrap_samples": evaluation.BOOTSTRAP_SAMPLES,
         "generate_args_note": "given to the fairseq rows only; CTranslate2 rows do not get them, but follow "

@@ -149,6 +149,7 @@ def get_parser():
 def main(argv=None):
     parser = get_parser()
     args = parser.parse_args(argv)
+    args.command = ["fairseq-wd-pipeline", *(sys.argv[1:] if argv is None else argv)]  # the bench's run.json
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: give at least 1")
     try:

@@ -19,6 +19,9 @@ VMAP = "vmap.txt"  # the shortlist CTranslate2 reads from a model folder
 # a multilingual model's language token settings (multilingual.token_settings), which CTranslate2 does not keep
 LANGUAGES = "languages.json"
 QUANTIZATIONS = ("int8", "int8_float16", "int8_float32", "float16", "float32", "none")
+# ctranslate2.Translator(compute_type=...): the type the weights are converted to on load and computed in
+COMPUTE_TYPES = ("default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float32",
+                 "float16", "bfloat16")
 
 
 class DeployError(RuntimeError):
@@ -101,7 +104,7 @@ def languages(model_dir):
 
 
 def translate(model_dir, sources, batches, beam, lenpen, threads, device="cpu", max_len_a=0, max_len_b=200, min_len=1,
-              use_vmap=False, source_prefix=(), target_prefix=()):
+              use_vmap=False, source_prefix=(), target_prefix=(), compute_type="default"):
     """(output token lists in the order of `sources`, seconds of each batch, seconds of the warm-up),
     decoded batch by batch as fairseq-generate does, so that its length limits mean the same: `batches`
     lists indices into `sources` (fairseq's, longest last), and a batch's output may hold
@@ -111,11 +114,14 @@ def translate(model_dir, sources, batches, beam, lenpen, threads, device="cpu", 
     fairseq-wd-bench's fairseq rows), before the clock, which times the translate_batch calls only.
     `use_vmap`: each batch decodes over the candidates of the folder's vmap.txt (the union over the batch).
     `source_prefix`, `target_prefix`: a multilingual model's language tokens, put before every source and
-    forced as the first output tokens (which the outputs keep, as fairseq's hypotheses do)."""
+    forced as the first output tokens (which the outputs keep, as fairseq's hypotheses do).
+    `compute_type`: CTranslate2's (COMPUTE_TYPES), the weights converted to it on load: float32 on an int8
+    folder computes in float32 with the int8-rounded weights; default keeps the type the folder was saved in."""
     ctranslate2 = require()
     if use_vmap and not os.path.isfile(os.path.join(model_dir, VMAP)):
         raise DeployError(f"use_vmap: no {VMAP} in {model_dir} (fairseq-wd-export --vmap, or copy it in)")
-    translator = ctranslate2.Translator(model_dir, device=device, intra_threads=threads, inter_threads=1)
+    translator = ctranslate2.Translator(model_dir, device=device, intra_threads=threads, inter_threads=1,
+                                        compute_type=compute_type)
     outputs, seconds = [None] * len(sources), []
     prepared = [dict(source=[[*source_prefix, *sources[i]] for i in batch], max_batch_size=len(batch),
                      # fairseq counts the longest source with its </s>

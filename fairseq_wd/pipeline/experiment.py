@@ -15,6 +15,7 @@ from dataclasses import replace
 
 import torch
 
+from ..bench import results
 from ..checkpoints import load_state, model_args, save_plain_transformer
 from ..deploy import ct2
 from ..recipes import RECIPES
@@ -41,6 +42,7 @@ LEGEND = ("Rows: orig = the original training pairs; teacher-out = the teacher's
           "generator) for half of the updates, then CE fine-tuning. KD is the WD paper's KD baseline: the same "
           "student on the same data as WD. Every student has the same number of updates.")
 CT2_ROWS = ("kd", "wd")  # besides the teacher, the rows that also get an int8 CTranslate2 copy
+CT2_TYPES = ("int8", "float32")  # the compute types each CTranslate2 copy is benched at (bench --ct2-compute-type)
 
 MAX_POSITIONS = 1024  # fairseq transformer's default --max-source/target-positions, which the recipes keep
 
@@ -310,8 +312,11 @@ class Pipeline(StepRunner):
         return shipped
 
     def ctranslate2(self, models):
-        """int8 CTranslate2 copies of the teacher and of the KD and WD students, for the same table."""
+        """int8 CTranslate2 copies of the teacher and of the KD and WD students, for the same table: each a row
+        per compute type of CT2_TYPES (the bench's --ct2-compute-type; float32 computes with the int8 weights
+        converted on load). At small sizes float32 can be the faster (`faster_compute_types`)."""
         self.step("CTranslate2 int8 export")
+        self.compute_types = {}  # {bench row: its CTranslate2 compute type}
         try:
             ct2.require()
         except ct2.DeployError as e:
@@ -325,16 +330,47 @@ class Pipeline(StepRunner):
                 os.makedirs(self.path("ct2"), exist_ok=True)
                 self.keyed(out, "fairseq-wd-export", checkpoint, "--to", "ctranslate2", "--quantization", "int8",
                            "--data", self.data_bin, "--output", out, whole=True)
-                exported.setdefault(f"{name}, CTranslate2 int8", []).append(out)
+                for kind in CT2_TYPES:
+                    exported.setdefault(f"{name}, CTranslate2 {kind}", []).append(out)
+                    self.compute_types[f"{name}, CTranslate2 {kind}"] = kind
         return exported
+
+    def faster_compute_types(self, table):
+        """The bench table with each CTranslate2 copy at the faster of its compute types where they decode to
+        the same BLEU (both rows where it differs; bench/bench.md keeps every row), and a line saying so."""
+        try:
+            with open(self.path("bench", "bench.json")) as f:
+                rows = {m["name"]: m for m in json.load(f).get("models", [])}  # a multilingual bench: per pair
+        except (OSError, ValueError):
+            return table
+        hidden, notes = set(), []
+        for name in dict.fromkeys(row.rsplit(", CTranslate2 ", 1)[0] for row in getattr(self, "compute_types", {})):
+            found = [rows[f"{name}, CTranslate2 {kind}"] for kind in CT2_TYPES if f"{name}, CTranslate2 {kind}" in rows]
+            if len(found) < 2:
+                continue
+            fast, *slower = sorted(found, key=lambda m: -m["sentences_per_s"])
+            same = [m for m in slower if (m["bleu"], m["chrf"]) == (fast["bleu"], fast["chrf"])]
+            hidden.update(m["name"] for m in same)
+            notes.append(f"{name}: {self.compute_types[fast['name']]} {fast['sentences_per_s']:.1f} sentences/s, "
+                         + ", ".join(f"{self.compute_types[m['name']]} {m['sentences_per_s']:.1f}" for m in slower)
+                         + (" (the same BLEU and chrF: the slower row is left out here)" if same else
+                            " (their BLEU differs: both rows shown)"))
+        if not notes:
+            return table
+        lines = [line for line in table.splitlines()
+                 if not any(re.match(rf"\| \d+ \| {re.escape(n)}( \+ shortlist[^|]*)? \|", line) for n in hidden)]
+        return ("\n".join(lines) + "\n\nCTranslate2 compute types (int8 weights; float32 converts them on load), "
+                "the faster first: " + "; ".join(notes) + ".\n")
 
     def bench(self, models, vmap=None):
         """fairseq-wd-bench of every row under one length limit: its table (bench/bench.md)."""
         self.step("fairseq-wd-bench: BLEU and decoding speed")
         out = self.path("bench")
         wd, kd = self.row("wd"), self.row("kd")
-        compare = [f"--compare={a}={b}" for a, b in ((wd, kd), (f"{wd}, CTranslate2 int8", f"{kd}, CTranslate2 int8"))
+        compare = [f"--compare={a}={b}" for a, b in ((wd, kd), *((f"{wd}, CTranslate2 {t}", f"{kd}, CTranslate2 {t}")
+                                                                 for t in CT2_TYPES))
                    if a in models and b in models]  # WD against the paper's KD baseline
+        compare += [f"--ct2-compute-type={row}={kind}" for row, kind in getattr(self, "compute_types", {}).items()]
         focus = [f"--focus={wd}"] if wd in models else []  # else the bench's default: its last fairseq row
         bench_args = shlex.split(self.args.bench_args)
         if self.args.fp16:  # the fairseq rows decode at the training's precision, added to any --generate-args given
@@ -349,6 +385,7 @@ class Pipeline(StepRunner):
                    "--repeats", self.args.bench_repeats or self.recipe.bench_repeats,
                    "--max-len-a", self.recipe.max_len_a, "--max-len-b", self.recipe.max_len_b,
                    "--output-dir", out, *(["--cpu"] if self.cpu else []))
+        results.write_run(out, getattr(self.args, "command", None) or ["fairseq-wd-pipeline"], self.work)
         with open(os.path.join(out, "bench.md")) as f:
             return f.read()
 
@@ -440,7 +477,8 @@ class Pipeline(StepRunner):
         models = {"teacher": [teacher], **self.students(teacher, kd_bin)}
         shipped = self.shipped(models)
         models.update(self.ctranslate2(models))
-        report = f"{self.bench(models, vmap)}\n{LEGEND.format(kd_alpha=self.recipe.kd_alpha)}\n\n{self.learning_curves(teacher)}"
+        table = self.faster_compute_types(self.bench(models, vmap))
+        report = f"{table}\n{LEGEND.format(kd_alpha=self.recipe.kd_alpha)}\n\n{self.learning_curves(teacher)}"
         if os.path.exists(self.path("raw", "splits.txt")):
             with open(self.path("raw", "splits.txt")) as f:
                 report += f"\nData: {f.read()}"

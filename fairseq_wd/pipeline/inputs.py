@@ -28,6 +28,7 @@ class GivenTeacher:
     spm: Optional[str]
     decoder_layers: int
     encoder_flags: List[str]
+    share_all_embeddings: bool = False
 
 
 def languages(args):
@@ -121,7 +122,8 @@ def given_multilingual_teacher(args, pairs, language_flags):
     task = tasks.setup_task(parsed)
     teacher = task.teacher  # TeacherAware's checks, as when a student is built
     multilingual.check_data_dictionaries(task, args.data_bin)
-    return GivenTeacher(checkpoint, None, None, teacher.decoder_layers, teacher_encoder_flags(teacher))
+    return GivenTeacher(checkpoint, None, None, teacher.decoder_layers, teacher_encoder_flags(teacher),
+                        bool(getattr(teacher.args, "share_all_embeddings", False)))
 
 
 def check_wd_depths(args, given, teacher_flags):

@@ -128,7 +128,7 @@ class MultilingualPipeline(Pipeline):
         from the teacher's one matrix)."""
         if self.args.student != "small":
             shared = ["--share-decoder-input-output-embed"]
-        elif self.given is None or getattr(Teacher(self.given.checkpoint).args, "share_all_embeddings", False):
+        elif self.given is None or self.given.share_all_embeddings:
             shared = ["--share-all-embeddings"]
         else:
             shared = []  # the teacher's own --share-decoder-input-output-embed, if any, is in its encoder flags
