@@ -63,18 +63,23 @@ def load_broadcast_checkpoints():
     every rank but the first with "Weights only load failed ... Unsupported global: GLOBAL
     omegaconf.dictconfig.DictConfig": trainer.load_checkpoint reads checkpoint_last.pt on rank 0 and sends
     the state to the others through distributed.utils._broadcast_object_slow, whose torch.load takes the
-    weights-only default, and the state's cfg is a DictConfig. What arrives is rank 0's own state of the
-    same job, read by the loader above; the receiving ranks now load it whole."""
+    weights-only default, and the state's cfg is a DictConfig. The receiving ranks now load it weights-only
+    with omegaconf's config classes allowed, for that load only."""
     from fairseq.distributed import utils as dist_utils
-    from omegaconf import OmegaConf
+    from packaging.version import Version
 
-    buffer = io.BytesIO()
-    torch.save({"cfg": OmegaConf.create({"task": {}})}, buffer)
-    try:
-        torch.load(io.BytesIO(buffer.getvalue()), map_location="cpu")
-        return False  # torch < 2.6: the default loads it
-    except pickle.UnpicklingError:
-        pass
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    if safe_globals is None or Version(torch.__version__.split("+")[0]) < Version("2.6"):
+        return False  # before 2.6 torch.load's default unpickles anything, a DictConfig too
+    import typing
+    from collections import defaultdict
+
+    import omegaconf
+    from omegaconf import base, nodes
+
+    config_classes = [omegaconf.DictConfig, omegaconf.ListConfig, base.ContainerMetadata, base.Metadata,
+                      nodes.AnyNode, nodes.StringNode, nodes.IntegerNode, nodes.FloatNode, nodes.BooleanNode,
+                      nodes.EnumNode, typing.Any, defaultdict, dict, list, int, float, bool, str]
     original = dist_utils._broadcast_object_slow
 
     def broadcast_object_slow(obj, src_rank, group, dist_device):
@@ -84,7 +89,8 @@ def load_broadcast_checkpoints():
         dist_utils.broadcast(length, src=src_rank, group=group)
         received = torch.ByteTensor(int(length.item())).to(dist_device)
         dist_utils.broadcast(received, src=src_rank, group=group)
-        return torch.load(io.BytesIO(received.cpu().numpy()), map_location="cpu", weights_only=False)
+        with safe_globals(config_classes):
+            return torch.load(io.BytesIO(received.cpu().numpy()), map_location="cpu", weights_only=True)
 
     dist_utils._broadcast_object_slow = broadcast_object_slow
     return True

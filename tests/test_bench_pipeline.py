@@ -148,17 +148,18 @@ def test_pipeline_runs_every_student_and_resumes(corpus, uninterrupted):
     n = PIPELINE_UPDATES
     report = json.load(open(tmp_path / "work" / "bench" / "bench.json"))
     names = [m["name"] for m in report["models"]]
-    assert names == ["teacher", "TINY KD (orig+teacher-out, CE)",
-                     "TINY WD (orig+teacher-out, generator then CE)", "teacher, CTranslate2 int8",
-                     "TINY KD (orig+teacher-out, CE), CTranslate2 int8",
-                     "TINY WD (orig+teacher-out, generator then CE), CTranslate2 int8"]
+    kd, wd = "TINY KD (orig+teacher-out, CE)", "TINY WD (orig+teacher-out, generator then CE)"
+    assert names == ["teacher", kd, wd, *(f"{row}, CTranslate2 {kind}" for row in ("teacher", kd, wd)
+                                          for kind in ("int8", "float32"))]
     assert "teacher layers cannot be copied" in stdout
     assert (tmp_path / "work" / "raw" / "test.tgt").read_text() == open(corpus[corpus.index("--test-target") + 1]).read()
     assert report["settings"]["sentences"] == 10
     assert all(m["size_ratio"] < 1 for m in report["models"][1:3])
     assert report["settings"]["max_len_a"] == 1.5 and report["settings"]["max_len_b"] == 10
     results = (tmp_path / "work" / "results.md").read_text()
-    assert results.count("| TINY") == 2 + 2 + 2, "bench rows, CTranslate2 rows, learning-curve rows"
+    bench_md = (tmp_path / "work" / "bench" / "bench.md").read_text()
+    assert bench_md.split("\n\n")[0].count("| TINY") == 2 + 4, "fairseq rows, CTranslate2 int8 and float32 rows"
+    assert results.split("Learning curves")[1].count("| TINY") == 2, "a learning curve per student"
     assert "| teacher | " in results.split("Learning curves")[1], "the teacher trained here has its curve"
     assert "KD is the WD paper's KD baseline" in results and "Learning curves on valid" in results
     assert stdout.count("its output: ") == 3, "each student's training writes to its own log only"
@@ -178,7 +179,8 @@ def test_pipeline_runs_every_student_and_resumes(corpus, uninterrupted):
     assert sorted(os.listdir(tmp_path / "packed")) == ["checkpoint.pt", "dict.txt", "spm.model"]
     again = run("fairseq-wd-pipeline", *corpus, "--methods", "wd,kd,layer-copy", "--work-dir", tmp_path / "work")
     assert "+ fairseq-" not in again.stdout and "redoing" not in again.stdout
-    assert again.stdout.count("done already") == 11, "data, teacher, its output, 2 students, WD export, 3 CTranslate2, bench"
+    assert again.stdout.count("done already") == 13, ("data, teacher, its output, 2 students, WD export, 2 students "
+                                                       "to ship, 3 CTranslate2, bench")
     assert not os.path.exists(tmp_path / "work" / "stale")
     assert os.path.exists(tmp_path / "work" / "ct2" / "tiny_wd_seed1" / "model.bin")
     assert (tmp_path / "work" / "results.md").read_text() == results
@@ -188,13 +190,14 @@ def test_pipeline_runs_every_student_and_resumes(corpus, uninterrupted):
     redone = [line for line in changed.stdout.splitlines() if line.startswith("redoing")]
     assert "'--wd-separate-transforms' added" in redone[0] and "tiny_wd_phase1_seed1:" in redone[0]
     assert [line.split(":")[0].split(os.sep)[-1] for line in redone] == [
-        "tiny_wd_phase1_seed1", "tiny_wd_phase2_seed1", "tiny_wd_seed1", "bench"], "the export went with phase 1"
+        "tiny_wd_phase1_seed1", "tiny_wd_phase2_seed1", "tiny_wd_phase2_seed1.pt", "tiny_wd_seed1", "bench"], \
+        "the export went with phase 1"
     assert "input $WORK/tiny_wd_phase1_seed1/student.pt was redone or changed" in redone[1]
     assert changed.stdout.count("+ fairseq-train") == 2 and f"done already: {tmp_path / 'work' / 'tiny_kd_seed1'}" in changed.stdout
     assert any(name.startswith("tiny_wd_phase1_seed1@") for name in os.listdir(tmp_path / "work" / "stale"))
     # back to the first settings: their outputs are taken back from stale/, nothing is trained
     back = run("fairseq-wd-pipeline", *corpus, "--methods", "wd,kd,layer-copy", "--work-dir", tmp_path / "work")
-    assert "+ fairseq-train" not in back.stdout and back.stdout.count("taken back from") == 4
+    assert "+ fairseq-train" not in back.stdout and back.stdout.count("taken back from") == 5
     assert (tmp_path / "work" / "results.md").read_text() == results
 
 def test_pipeline_data_of_a_given_teacher_uses_its_vocabulary(corpus, uninterrupted, tmp_path):

@@ -44,8 +44,9 @@ def test_pipeline_from_a_bpe_data_bin_and_a_given_teacher(tmp_path):
     assert (work / "shortlist" / "vmap.txt").exists() and "--train-data" in proc.stdout, "built from the teacher output"
     report = json.load(open(work / "bench" / "bench.json"))
     rows = {m["name"]: m for m in report["models"] if not m["name"].endswith(" + shortlist")}
-    assert list(rows) == ["teacher", "TINY WD (orig+teacher-out, generator then CE)", "teacher, CTranslate2 int8",
-                          "TINY WD (orig+teacher-out, generator then CE), CTranslate2 int8"]
+    wd = "TINY WD (orig+teacher-out, generator then CE)"
+    assert list(rows) == ["teacher", wd, "teacher, CTranslate2 int8", "teacher, CTranslate2 float32",
+                          f"{wd}, CTranslate2 int8", f"{wd}, CTranslate2 float32"]
     assert [m["name"] for m in report["models"]] == [n for name in rows for n in (name, f"{name} + shortlist")]
     assert "nrefs:2" in report["settings"]["sacrebleu"] and report["settings"]["sentences"] == 20
     for name in rows:
