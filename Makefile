@@ -36,7 +36,7 @@ test: install
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10 tests $(TEST_ARGS)
 
 demo: install
-	$(BIN)/fairseq-wd-pipeline --work-dir demo --shortlist
+	$(BIN)/fairseq-wd-pipeline --work-dir demo --shortlist --jobs 2
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -77,9 +77,11 @@ def load_broadcast_checkpoints():
     import omegaconf
     from omegaconf import base, nodes
 
+    # the state's config classes, and the placeholders broadcast_object leaves where it sent tensors apart
     config_classes = [omegaconf.DictConfig, omegaconf.ListConfig, base.ContainerMetadata, base.Metadata,
                       nodes.AnyNode, nodes.StringNode, nodes.IntegerNode, nodes.FloatNode, nodes.BooleanNode,
-                      nodes.EnumNode, typing.Any, defaultdict, dict, list, int, float, bool, str]
+                      nodes.EnumNode, typing.Any, defaultdict, dict, list, int, float, bool, str,
+                      dist_utils._TensorPlaceholder]
     original = dist_utils._broadcast_object_slow
 
     def broadcast_object_slow(obj, src_rank, group, dist_device):

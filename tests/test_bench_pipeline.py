@@ -255,7 +255,7 @@ def test_pipeline_killed_at_every_step_resumes_to_the_same_table(corpus, uninter
     run("fairseq-wd-pipeline", *args)
     bleu = {m["name"]: m["bleu"] for m in json.load(open(tmp_path / "work" / "bench" / "bench.json"))["models"]}
     reference = json.load(open(uninterrupted[0] / "work" / "bench" / "bench.json"))["models"]
-    assert len(bleu) == 4 and bleu == {m["name"]: m["bleu"] for m in reference if m["name"] in bleu}
+    assert len(bleu) == 6 and bleu == {m["name"]: m["bleu"] for m in reference if m["name"] in bleu}
     curves, reference = (json.load(open(folder / "work" / "bench" / "curves.json")) for folder in (tmp_path, uninterrupted[0]))
     assert curves["teacher_valid_bleu"] == reference["teacher_valid_bleu"]
     for row, points in curves["curves"].items():
