@@ -28,14 +28,10 @@ STUDENT = ["--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64", "--enco
            "--encoder-attention-heads", "4", "--decoder-attention-heads", "4"]
 
 
-@pytest.fixture(scope="module")
-def ml(tmp_path_factory):
-    """(data-bin, language options, the teacher): one joint dictionary, two pairs, a 2-2 d32 teacher with
-    shared embeddings trained with fairseq's own translation_multi_simple_epoch."""
-    root = tmp_path_factory.mktemp("multilingual")
-    raw, joint, data = root / "raw", root / "joint", root / "data-bin"
-    raw.mkdir()
-    for split, n, seed in (("train", 300, 1), ("valid", 16, 2), ("test", 16, 3)):
+def write_pairs(raw, splits):
+    """The two toy pairs' raw text, a file per split and side ((split, sentences, seed) each), and all.src /
+    all.tgt: both pairs' train sides, for one joint dictionary."""
+    for split, n, seed in splits:
         rng = random.Random(seed)
         sentences = [toy_pair(rng) for _ in range(n)]
         for t in PAIRS:
@@ -43,6 +39,16 @@ def ml(tmp_path_factory):
             (raw / f"{split}.src-{t}.{t}").write_text("".join(TARGETS[t](s, g) + "\n" for s, g in sentences))
     (raw / "all.src").write_text((raw / "train.src-tgt1.src").read_text() * 2)
     (raw / "all.tgt").write_text((raw / "train.src-tgt1.tgt1").read_text() + (raw / "train.src-tgt2.tgt2").read_text())
+
+
+@pytest.fixture(scope="module")
+def ml(tmp_path_factory):
+    """(data-bin, language options, the teacher): one joint dictionary, two pairs, a 2-2 d32 teacher with
+    shared embeddings trained with fairseq's own translation_multi_simple_epoch."""
+    root = tmp_path_factory.mktemp("multilingual")
+    raw, joint, data = root / "raw", root / "joint", root / "data-bin"
+    raw.mkdir()
+    write_pairs(raw, (("train", 300, 1), ("valid", 16, 2), ("test", 16, 3)))
     run("fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt", "--trainpref", raw / "all",
         "--joined-dictionary", "--dict-only", "--destdir", joint, "--workers", "1")
     for t in PAIRS:
@@ -302,14 +308,7 @@ def m2m(tmp_path_factory):
     raw, data, model = root / "raw", root / "data-bin", root / "model"
     raw.mkdir()
     model.mkdir()
-    for split, n, seed in (("train", 60, 5), ("valid", 8, 6), ("test", 8, 7)):
-        rng = random.Random(seed)
-        sentences = [toy_pair(rng) for _ in range(n)]
-        for t in PAIRS:
-            (raw / f"{split}.src-{t}.src").write_text("".join(s + "\n" for s, _ in sentences))
-            (raw / f"{split}.src-{t}.{t}").write_text("".join(TARGETS[t](s, g) + "\n" for s, g in sentences))
-    (raw / "all.src").write_text((raw / "train.src-tgt1.src").read_text() * 2)
-    (raw / "all.tgt").write_text((raw / "train.src-tgt1.tgt1").read_text() + (raw / "train.src-tgt2.tgt2").read_text())
+    write_pairs(raw, (("train", 60, 5), ("valid", 8, 6), ("test", 8, 7)))
     run("fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt", "--trainpref", raw / "all",
         "--joined-dictionary", "--dict-only", "--destdir", raw / "dict", "--workers", "1")
     data_dict = raw / "dict" / "dict.src.txt"
