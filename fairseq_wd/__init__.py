@@ -7,6 +7,7 @@ the plugin's architectures, tasks and criterions.
 from . import compat
 
 compat.apply()
+compat.quiet()
 
 from . import criterions, models, tasks  # noqa: E402,F401  (registration)
 

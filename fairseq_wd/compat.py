@@ -351,6 +351,31 @@ def resume_patience():
     return True
 
 
+# What fairseq 0.12 under hydra 1.3 and torch 2.x prints at every command, none of it for a user to act
+# on: (category, the start of its message). FAIRSEQ_WD_VERBOSE=1 keeps them.
+NOISE = ((UserWarning, r"\s*(The version_base parameter is not specified|'config' is validated against ConfigStore"
+                       r"|The strict flag in the compose API is deprecated|hydra\.experimental\.\w+\(\) is no longer "
+                       r"experimental|In '[^']*': Usage of deprecated keyword in package header)"),
+         (UserWarning, r"'pin_memory' argument is set as true but no accelerator is found"),
+         (UserWarning, r"Support for mismatched key_padding_mask and attn_mask is deprecated"),
+         (FutureWarning, r"`torch\.cuda\.amp\.autocast\(args\.\.\.\)` is deprecated"),
+         (DeprecationWarning, r"`torch\.jit\.script` is deprecated"))
+QUIET_LOGGERS = ("hydra", "matplotlib")  # DEBUG lines under the root logger fairseq's import leaves at DEBUG
+
+
+def quiet():
+    """Keeps the known noise above (and hydra's and matplotlib's DEBUG logs) off the terminal, so that a
+    command shows fairseq's progress and the plugin's messages; every other warning still shows."""
+    if os.environ.get("FAIRSEQ_WD_VERBOSE"):
+        return
+    import warnings
+
+    for category, message in NOISE:
+        warnings.filterwarnings("ignore", message=message, category=category)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if name == "hydra" else logging.WARNING)
+
+
 def apply():
     """Once per process: a second import of the plugin under another module path finds fairseq
     already patched (the probes see the bugs gone) and patches nothing twice."""

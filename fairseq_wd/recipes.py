@@ -8,15 +8,16 @@ phases (`Recipe.wd_phase_updates`), so WD never sees more data than its baseline
 `demo` is `make demo` (15 minutes on a 2-core CPU; the shipped teacher saves its 10 minutes of
 training), at equal updates; `cpu` trains the demo's teacher and students to convergence (fairseq's
 --patience; hours on that CPU); `multilingual` is one teacher for two pairs (`fairseq-wd-pipeline --pair`);
-`full` is for a GPU (hours on that CPU): a bigger teacher trained longer; `paper` is the WD authors' released settings (METHODS 1.4-1.6) for
+`full` is for a GPU (hours on that CPU): a bigger teacher trained longer; `paper` is the WD authors' released settings (docs/methods.md) for
 the WMT/NIST recipes on 8 GPUs.
 """
 import json
 from dataclasses import dataclass, field, replace
 from typing import List
 
+from . import early_stopping
 
-SELECT_BY = ("bleu", "loss")  # what chooses checkpoint_best.pt and stops a training under --patience
+
 
 
 def transformer(dim, ffn, heads, enc_layers, dec_layers=None):
@@ -58,13 +59,8 @@ class Recipe:
 
     def stopping(self, scale=1.0):
         """fairseq-train flags of the recipe's early stopping (none without patience)."""
-        if not self.patience:
-            return []
-        every = str(max(1, int(self.validate_interval_updates * scale)))
-        flags = ["--patience", str(self.patience), "--validate-interval-updates", every, "--save-interval-updates",
-                 every, "--keep-interval-updates", "1"]
-        # validations on the update grid only, unless the teacher's epoch checkpoints are to be averaged
-        return flags if self.average_last else [*flags, "--validate-interval", "100000", "--save-interval", "100000"]
+        return early_stopping.patience_flags(self.patience, early_stopping.validation_interval(
+            self.validate_interval_updates, scale), keep_epoch_validations=bool(self.average_last))
 
     def wd_phase_updates(self, total=None):
         """(phase 1, phase 2) updates: WD's two phases share one student's updates, half each."""
@@ -76,12 +72,9 @@ class Recipe:
         BLEU-vs-updates curves (sacrebleu's 13a tokenizer: fairseq offers no other). `select_by` "bleu":
         checkpoint_best.pt and --patience follow valid BLEU (fairseq's --best-checkpoint-metric bleu
         --maximize-best-checkpoint-metric); "loss": fairseq's default, valid loss."""
-        if select_by not in SELECT_BY:
-            raise ValueError(f"select_by {select_by!r}: choose from {', '.join(SELECT_BY)}")
         gen = json.dumps({"beam": 4, "max_len_a": self.max_len_a, "max_len_b": self.max_len_b})
-        by_bleu = ["--best-checkpoint-metric", "bleu", "--maximize-best-checkpoint-metric"] if select_by == "bleu" else []
         return ["--eval-bleu", "--eval-bleu-args", gen, "--eval-bleu-detok", "space",
-                "--eval-bleu-remove-bpe", post_process, *by_bleu]
+                "--eval-bleu-remove-bpe", post_process, *early_stopping.selection_flags(select_by)]
 
 
 _ADAM = ["--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr-scheduler", "inverse_sqrt"]

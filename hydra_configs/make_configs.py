@@ -19,7 +19,7 @@ from fairseq_wd.recipes import RECIPES
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
 RECIPE = RECIPES["paper"]
 GROUPS = ("common", "dataset", "optimization", "checkpoint", "optimizer", "lr_scheduler")
-NOTE = ("# Settings: fairseq_wd/recipes.py's `paper` recipe, the WD authors' released scripts (METHODS 1.4-1.6),\n"
+NOTE = ("# Settings: fairseq_wd/recipes.py's `paper` recipe, the WD authors' released scripts (docs/methods.md),\n"
         "# with fp16 and 4096 tokens per GPU on 8 GPUs (on N GPUs add optimization.update_freq=[8/N]); on a CPU\n"
         "# add common.cpu=true common.fp16=false.\n")
 

@@ -1,4 +1,4 @@
-"""fairseq_wd.decoding as the bench uses it: tied weights counted once, unknown reference words escaped
+"""fairseq_wd.bench.decoding as the bench uses it: tied weights counted once, unknown reference words escaped
 as fairseq's scorer does, the untimed warm-up of both decoders, and the rotating model order."""
 import re
 import subprocess
@@ -10,9 +10,9 @@ from utils import TINY_DIMS, run, train
 
 import fairseq_wd  # noqa: F401
 from fairseq import checkpoint_utils
-from fairseq_wd import decoding
+from fairseq_wd.bench import decoding, testset
 from fairseq_wd.checkpoints import load_state, model_args, save_plain_transformer
-from fairseq_wd.deploy import ct2
+from fairseq_wd.export import ct2
 
 
 def parameters(path):
@@ -56,7 +56,7 @@ def test_unknown_reference_words_are_escaped(raw_dir, tmp_path):
     (raw / "test.tgt").write_text("EREM ZORBAX ANA\n")
     run("fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt", "--trainpref", raw / "train",
         "--testpref", raw / "test", "--destdir", tmp_path / "bin", "--workers", "1")
-    test = decoding.TestSet(str(tmp_path / "bin"), "test", "none")
+    test = testset.TestSet(str(tmp_path / "bin"), "test", "none")
     assert test.targets == ["EREM <<unk>> ANA"]
     assert sacrebleu.sentence_chrf("EREM <unk> ANA", test.targets).score < 100
     assert sacrebleu.sentence_bleu("EREM <unk> ANA", test.targets).score < 100
@@ -88,7 +88,7 @@ def test_both_decoders_warm_up_off_the_clock(data_bin, teacher, tmp_path):
     warm-up (with the warm-up on the clock it would take more), the speed is over the timed batches
     only, and the hypotheses are plain fairseq-generate's."""
     settings = decoding.Settings(6, 1.0, 8, 0, 200, 1, 1, "cpu")
-    test = decoding.TestSet(str(data_bin), "test", "none")
+    test = testset.TestSet(str(data_bin), "test", "none")
     batches = len(test.batches(8))
     assert batches == 3
     got = decoding.decoder_for(str(teacher), settings).translate(test)
@@ -120,7 +120,7 @@ def test_speed_is_the_generators_own_meter_with_the_loader_in_process(data_bin, 
         return subprocess.CompletedProcess(cmd, proc.returncode, proc.stdout + "".join(logged), rest)
 
     monkeypatch.setattr(decoding.subprocess, "run", fairseq_logging_to_stdout)
-    test = decoding.TestSet(str(data_bin), "test", "none")
+    test = testset.TestSet(str(data_bin), "test", "none")
     got = decoding.decoder_for(str(teacher), decoding.Settings(6, 1.0, 8, 0, 200, 1, 1, "cpu")).translate(test)
     assert len(got.batch_seconds) == 3 and got.sentences_per_s == pytest.approx(20 / sum(got.batch_seconds))
     assert got.tokens_per_s == pytest.approx((sum(got.lengths) + 20) / sum(got.batch_seconds)), "with </s>"

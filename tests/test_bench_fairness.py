@@ -12,9 +12,11 @@ from test_multilingual import ml  # noqa: F401 (the toy multilingual teacher)
 from utils import run
 
 import fairseq_wd  # noqa: F401
-from fairseq_wd import decoding
+from fairseq_wd.bench import decoding, testset
+from fairseq_wd.datasets.data_bin import DataBinError
+from fairseq_wd.bench import run as bench_run
 from fairseq_wd.cli import bench
-from fairseq_wd.deploy import ct2
+from fairseq_wd.export import ct2
 
 
 def test_multilingual_fairseq_rows_warm_up(ml):  # noqa: F811
@@ -23,8 +25,8 @@ def test_multilingual_fairseq_rows_warm_up(ml):  # noqa: F811
     data, langs, teacher, _ = ml
     args = bench.get_parser().parse_args([str(data), "--model", f"t={teacher}", "--generate-args",
                                           shlex.join(["--task", "translation_multi_simple_epoch", *map(str, langs)])])
-    extra, parsed = bench.generate_args(args)
-    test = decoding.TestSet(str(data), "test", "none", ("src", "tgt2"), bench.language_settings(args, parsed))
+    extra, parsed = bench_run.generate_args(args)
+    test = testset.TestSet(str(data), "test", "none", ("src", "tgt2"), bench_run.language_settings(args, parsed))
     got = decoding.decoder_for(str(teacher), decoding.Settings(2, 1.0, 8, 0, 200, 1, 1, "cpu", tuple(extra))
                                ).translate(test)
     assert got.warmup_s is not None and got.warmup_s > 0 and len(got.batch_seconds) == 2
@@ -82,8 +84,8 @@ def test_the_pair_given_is_the_pair_scored(both_directions, raw_dir, teacher, tm
     refused = run("fairseq-wd-bench", *common, "--output-dir", tmp_path / "x", check=False)
     assert refused.returncode != 0 and "holds the pairs aa-xx, xx-aa" in refused.stderr
     assert "--generate-args='-s aa -t xx'" in refused.stderr and not (tmp_path / "x").exists()
-    with pytest.raises(decoding.DecodingError, match="only one of -s/-t"):
-        decoding.TestSet(str(both_directions), "test", "none", options=argparse.Namespace(source_lang="xx",
+    with pytest.raises(DataBinError, match="only one of -s/-t"):
+        testset.TestSet(str(both_directions), "test", "none", options=argparse.Namespace(source_lang="xx",
                                                                                          target_lang=None))
     run("fairseq-wd-bench", *common, "--generate-args=-s xx -t aa", "--output-dir", tmp_path)
     references = [line.split("\t")[2] for line in (tmp_path / "sentences.tsv").read_text().splitlines()[1:]]

@@ -12,10 +12,11 @@ from utils import TINY_DIMS, run, train
 
 import fairseq_wd  # noqa: F401
 from fairseq import checkpoint_utils
-from fairseq_wd import shortlist as sl
+from fairseq_wd.datasets.data_bin import dictionaries
+from fairseq_wd.shortlist import vmap as sl
 from fairseq_wd.checkpoints import load_state, model_args, save_plain_transformer
 from fairseq_wd.cli.bench import main
-from fairseq_wd.decoding import model_size
+from fairseq_wd.bench.decoding import model_size
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +96,8 @@ def test_unknown_and_owned_options_are_refused(data_bin, tmp_path, capsys):
                            (["--focus", "y"], "--focus 'y': no --model of that name"),
                            (["--repeats", "0"], "--repeats must be at least 1"),
                            (["--shortlist", str(broken)], "broken.txt, line 3: target 'ZORBAX' is not in the target"),
-                           (["--shortlist", vmap, "--generate-args=--task translation"],
-                            "--task translation with --shortlist"),
+                           (["--shortlist", vmap, "--generate-args=--task language_modeling"],
+                            "--task language_modeling with --shortlist"),
                            (["--generate-args=--shortlist x"], "use fairseq-wd-bench's --shortlist"),
                            (["--generate-args=--max-tokens 100"], "--max-tokens is refused: its batches would differ"),
                            (["--generate-args=--required-batch-size-multiple 1"],
@@ -143,7 +144,7 @@ def test_seeds_significance_sentences_and_shortlist(data_bin, teacher, ct2_f32, 
     row its shortlist row, every seed decoded with it, tested against its plain row: a shortlist without
     the rules of 'mare' and 'casa' keeps their translations out of every shortlist row, fairseq's and
     CTranslate2's, while the plain teacher writes them."""
-    src_dict, tgt_dict = sl.dictionaries(str(data_bin), "src", "tgt")
+    src_dict, tgt_dict = dictionaries(str(data_bin), "src", "tgt")
     vmap = sl.build_vmap(str(data_bin), top_k=1, frequent=0)
     del vmap.rules["mare"], vmap.rules["casa"]
     sl.write_vmap(vmap, str(tmp_path / "vmap.txt"), src_dict, tgt_dict)

@@ -25,7 +25,8 @@ import torch
 
 import fairseq_wd  # noqa: F401
 from fairseq import checkpoint_utils
-from fairseq_wd import shortlist as sl
+from fairseq_wd.datasets.data_bin import dictionaries
+from fairseq_wd.shortlist import vmap as sl
 
 
 def test_bench_compares_fairseq_and_ctranslate2(data_bin, raw_dir, teacher, tmp_path):
@@ -39,7 +40,7 @@ def test_bench_compares_fairseq_and_ctranslate2(data_bin, raw_dir, teacher, tmp_
     assert sorted(os.listdir(tmp_path)) == ["f32"], "no half-written model folder that a rerun would take as done"
     vmaps = tmp_path / "vmaps"
     vmaps.mkdir()
-    tgt_dict = sl.dictionaries(str(data_bin), "src", "tgt")[1]
+    tgt_dict = dictionaries(str(data_bin), "src", "tgt")[1]
     whole = str(vmaps / "whole.txt")  # every target always allowed: decodes as without a shortlist
     sl.write_vmap(sl.Vmap(always=tgt_dict.symbols[tgt_dict.nspecial:]), whole, tgt_dict=tgt_dict)
     (vmaps / "broken.txt").write_text("\tANA\nana\tANA\nmere\tEREM ZORBAX\n")

@@ -7,8 +7,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from fairseq_wd.cli import bench_report  # noqa: E402
-from fairseq_wd.cli.bench_report import figure, markdown_table, plot  # noqa: E402
+from fairseq_wd.bench import report as bench_report  # noqa: E402
+from fairseq_wd.bench.report import figure, markdown_table, plot  # noqa: E402
 
 NAMES = ["teacher", "TINY KD (orig+teacher-out, CE)", "TINY WD (orig+teacher-out, generator then CE)",
          "TINY WD (orig+teacher-out, generator then CE), CTranslate2 int8"]
@@ -69,15 +69,15 @@ def test_plot_numbers_the_markers_and_names_them_below(tmp_path):
 def test_shortlist_figures_and_section():
     """Each shortlist row against its plain row (BLEU cost, speed-up), a student's also against the teacher
     with the shortlist (what distillation gains) and without it (what a user gains in all)."""
-    from fairseq_wd.cli import bench_shortlist
-    from fairseq_wd.shortlist import Coverage
+    from fairseq_wd.bench import shortlist_rows
+    from fairseq_wd.shortlist.vmap import Coverage
 
     rows = [{"name": n, "engine": "fairseq", "bleu": b, "chrf": c, "sentences_per_s": v, "speedup": v / 10}
             for n, b, c, v in (("teacher", 30.0, 55.0, 10.0), ("teacher + shortlist", 29.5, 55.1, 12.5),
                                ("TINY", 28.0, 53.0, 25.0), ("TINY + shortlist", 27.9, 52.8, 40.0))]
-    spec = bench_shortlist.Spec(None, "vmap.txt", " + shortlist", Coverage(1000, 995, 50, 45, 1918.4, 4008, 8))
+    spec = shortlist_rows.Spec(None, "vmap.txt", " + shortlist", Coverage(1000, 995, 50, 45, 1918.4, 4008, 8))
     plain_of = {"teacher + shortlist": ("teacher", spec), "TINY + shortlist": ("TINY", spec)}
-    shortlist, = bench_shortlist.figures(rows, [spec], plain_of, 64)
+    shortlist, = shortlist_rows.figures(rows, [spec], plain_of, 64)
     assert [shortlist[k] for k in ("candidates_share", "coverage", "references_covered")] == [0.4786, 0.995, 0.9]
     teacher, tiny = shortlist["rows"]
     speedups = ["speedup_vs_plain", "speedup_vs_teacher_shortlist", "speedup_vs_teacher"]

@@ -14,7 +14,7 @@ import torch
 
 from utils import BIN, REPO, kd_train, run
 
-from fairseq_wd import decoding
+from fairseq_wd.bench import decoding, testset
 from fairseq_wd.cli.pipeline import get_parser
 from fairseq_wd.pipeline.experiment import Pipeline
 
@@ -80,7 +80,7 @@ def shipped(data_bin, tmp_path_factory):
 @pytest.fixture(scope="module")
 def plugin_hypotheses(data_bin, shipped):
     """The training checkpoint decoded by the plugin's fairseq decoder (the bench's fairseq rows)."""
-    test = decoding.TestSet(str(data_bin), "test", "none")
+    test = testset.TestSet(str(data_bin), "test", "none")
     return test, decoding.FairseqDecoder(shipped[0], SETTINGS).translate(test).hypotheses
 
 

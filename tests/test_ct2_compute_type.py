@@ -9,9 +9,11 @@ import pytest
 
 from utils import kd_train, run
 
+from fairseq_wd.bench import testset
+from fairseq_wd.bench import run as bench_run
 from fairseq_wd.cli import bench
 from fairseq_wd.cli.pipeline import get_parser
-from fairseq_wd.deploy import ct2
+from fairseq_wd.export import ct2
 from fairseq_wd.pipeline.experiment import CT2_TYPES, Pipeline
 
 
@@ -37,23 +39,23 @@ def test_bench_decodes_each_ctranslate2_row_at_its_compute_type(data_bin, int8_f
     monkeypatch.setattr(ctranslate2, "Translator", Recording)
     common = [str(data_bin), "--model", f"s int8={folder}", "--model", f"s float32={folder}", "--repeats", "1",
               "--cpu", "--threads", "1", "--post-process", "none", "--output-dir", str(tmp_path)]
-    report = bench.run(bench.get_parser().parse_args([*common, "--ct2-compute-type", "s int8=int8",
+    report = bench_run.run(bench.get_parser().parse_args([*common, "--ct2-compute-type", "s int8=int8",
                                                       "--ct2-compute-type", "s float32=float32"]))
     assert report["settings"]["ct2_compute_types"] == {"s int8": "int8", "s float32": "float32"}
     assert sorted(set(loaded)) == [("float32", "float32"), ("int8", "int8_float32")], \
         "float32 converts the int8 weights on load and computes in float32"
     for name, kind in (("s int8", "int8"), ("s float32", "float32")):
-        test = bench.TestSet(str(data_bin), "test", "none")
+        test = testset.TestSet(str(data_bin), "test", "none")
         outputs, _, _ = ct2.translate(folder, test.sources, test.batches(64), 6, 1.0, 1, compute_type=kind)
         assert (tmp_path / f"{name}.hyp").read_text().splitlines() == [test.detok(o) for o in outputs]
     loaded.clear()
-    bench.run(bench.get_parser().parse_args([*common, "--ct2-compute-type", "float32"]))
+    bench_run.run(bench.get_parser().parse_args([*common, "--ct2-compute-type", "float32"]))
     assert {given for given, _ in loaded} == {"float32"}, "a bare TYPE is every CTranslate2 row's"
     for given, why in ((["--ct2-compute-type", "s int8=int4"], "'int4' is not one of"),
                        (["--ct2-compute-type", "t=int8"], "no --model named 't'"),
                        (["--model", f"f={checkpoint}", "--ct2-compute-type", "f=int8"], "f is a fairseq row")):
-        with pytest.raises(bench.BenchError, match=why):
-            bench.run(bench.get_parser().parse_args([*common, *given]))
+        with pytest.raises(bench_run.BenchError, match=why):
+            bench_run.run(bench.get_parser().parse_args([*common, *given]))
 
 
 def test_export_takes_the_weight_type(int8_folder, tmp_path):

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from utils import TINY_DIMS, USER_DIR, run, train
+from utils import TINY_DIMS, TRAIN_FLAGS, USER_DIR, run, train
 
 import fairseq_wd  # noqa: F401  (compat fixes + registration)
 from fairseq import options
 from fairseq.models.transformer import TransformerModel
-from fairseq_wd.layer_copy import SizedDictionaries
+from fairseq_wd.students.layer_copy import SizedDictionaries
 
 
 def hypotheses(output):
@@ -82,3 +82,15 @@ def test_tiny_follows_a_big_encoder_and_command_line_wins():
 def test_tiny_rejects_shared_embeddings():
     with pytest.raises(ValueError, match="share-all-embeddings"):
         build("wd_transformer_tiny", "--share-all-embeddings", vocab=(100, 100))
+
+
+def test_fairseq_commands_show_no_known_noise(data_bin, tmp_path):
+    """fairseq-train with the plugin prints fairseq's progress, not hydra's and torch's deprecation
+    warnings (compat.NOISE) nor DEBUG log lines; FAIRSEQ_WD_VERBOSE=1 shows them again."""
+    args = [data_bin, "--user-dir", USER_DIR, "--arch", "wd_transformer_tiny", *TINY_DIMS, "--max-update", "2",
+            "--criterion", "label_smoothed_cross_entropy", *TRAIN_FLAGS]
+    verbose = run("fairseq-train", *args, "--save-dir", tmp_path / "verbose", env={"FAIRSEQ_WD_VERBOSE": "1"})
+    assert "version_base parameter is not specified" in verbose.stderr, "the noise this test looks for exists"
+    quiet = run("fairseq-train", *args, "--save-dir", tmp_path / "quiet")
+    shown = quiet.stdout + quiet.stderr
+    assert "num_updates 2" in shown and "Warning" not in shown and "DEBUG" not in shown, shown[-3000:]

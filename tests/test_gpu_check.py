@@ -15,8 +15,9 @@ from utils import BIN, REPO, STUDENT, USER_DIR, toy_pair
 
 import fairseq_wd  # noqa: F401
 from fairseq import options, tasks
+from fairseq_wd.bench import run as bench_run
 from fairseq_wd.cli import bench, distill_data
-from fairseq_wd.cli.bench_report import markdown_table
+from fairseq_wd.bench.report import markdown_table
 from fairseq_wd.cli.pipeline import get_parser
 from fairseq_wd.criterions.logit_kd import LogitKDCriterion
 from fairseq_wd.criterions.pkd import PKDCriterion
@@ -54,7 +55,7 @@ def test_pipeline_runs_teacher_output_and_bench_at_the_training_precision(tmp_pa
     assert options.parse_args_and_arch(distill_data.get_parser(), distill[1:]).fp16
     args, unknown = bench.get_parser().parse_known_args(bench_cmd[1:])
     assert not unknown and args.lowercase
-    extra, parsed = bench.generate_args(args)  # what the bench hands every fairseq row
+    extra, parsed = bench_run.generate_args(args)  # what the bench hands every fairseq row
     assert parsed.fp16 and parsed.unkpen == 1, "--fp16 added to the user's --generate-args, which are kept"
 
     distill, bench_cmd = commands_of(tmp_path / "fp32", monkeypatch)

@@ -2,7 +2,7 @@
 alone, and refused, naming the runs and what differs, when they do not share test set, references,
 teacher or bench settings.
 
-The runs are written as fairseq-wd-bench writes them: rows and tests made by evaluation.score_bench (the
+The runs are written as fairseq-wd-bench writes them: rows and tests made by scoring.score_bench (the
 bench's own scoring), the settings bench() writes, provenance.record's checksums and references, NAME.hyp
 files; the checkpoints are small files standing for a shared teacher and each seed's students."""
 import ast
@@ -19,7 +19,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.significance import PairedTest
 from utils import BIN, REPO, WORDS
 
-from fairseq_wd import evaluation
+from fairseq_wd.bench import scoring
 from fairseq_wd.bench import merge as bm
 from fairseq_wd.bench import provenance
 from fairseq_wd.cli import merge as cli
@@ -63,17 +63,17 @@ def write_run(folder, checkpoints, seed, sources=None, references=None, **settin
                                       warmup_s=0.1, first_batch_cost_s=0.2)]
                for k, (name, h) in enumerate(hyps.items())}
     test = SimpleNamespace(sources=[s.split() for s in sources], detok=" ".join)
-    scorer = evaluation.Scorer([references])
+    scorer = scoring.Scorer([references])
     with pytest.MonkeyPatch.context() as mp:  # a run's own tests are not read back (merge rescores): not made
-        mp.setattr(evaluation, "compare", lambda scorer, system, baseline: {"seed_pairs": [[1, 1]]})
-        scored, _, _ = evaluation.score_bench(models, decoded, decoded, {n: (1000, 4000) for n in models},
+        mp.setattr(scoring, "compare", lambda scorer, system, baseline: {"seed_pairs": [[1, 1]]})
+        scored, _, _ = scoring.score_bench(models, decoded, decoded, {n: (1000, 4000) for n in models},
                                               {n: "fairseq" for n in models}, test, scorer, [200] * len(sources),
                                               [(WD, KD)], WD)
     base = {"data": "/somewhere/data-bin", "pair": None, "gen_subset": "test", "sentences": len(sources), "beam": 6,
             "lenpen": 1.0, "batch_size": 64, "max_len_a": 0, "max_len_b": 200, "min_len": 1, "repeats": 3,
             "threads": 2, "device": "cpu", "generate_args": [], "shortlists": [],
             "sacrebleu": scorer.signatures["bleu"], "sacrebleu_chrf": scorer.signatures["chrf"],
-            "bootstrap_samples": evaluation.BOOTSTRAP_SAMPLES}
+            "bootstrap_samples": scoring.BOOTSTRAP_SAMPLES}
     base.update(settings)
     base.update(provenance.record(folder, test.sources, [references], models))
     for name, h in hyps.items():
@@ -228,7 +228,7 @@ def test_provenance_checksums_are_sha256sums(tmp_path):
 def test_bench_writes_what_merge_reads():
     """The settings merge compares and shows are keys of the settings dict bench() writes, and bench()
     adds provenance.record's fields to them."""
-    source = open(os.path.join(REPO, "fairseq_wd", "cli", "bench.py")).read()
+    source = open(os.path.join(REPO, "fairseq_wd", "bench", "run.py")).read()
     bench_fn = next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.FunctionDef) and n.name == "bench")
     settings = next(n.value for n in ast.walk(bench_fn) if isinstance(n, ast.Assign)
                     and getattr(n.targets[0], "id", None) == "settings")

@@ -5,7 +5,7 @@ from omegaconf import OmegaConf, open_dict
 
 from utils import model
 
-# METHODS.md section 1 (the WD paper, WMT14 En-De): student parameters / teacher parameters.
+# docs/reproducing.md (the WD paper, WMT14 En-De): student parameters / teacher parameters.
 PAPER_RATIOS = {
     ("wd_transformer_base", "wd_transformer_tiny"): 0.57,
     ("wd_transformer_base", "wd_transformer_small"): 0.83,

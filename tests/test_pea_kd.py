@@ -13,7 +13,7 @@ import fairseq_wd  # noqa: F401
 from fairseq import options
 from fairseq.models import ARCH_MODEL_REGISTRY
 from fairseq.models.transformer import TransformerModel
-from fairseq_wd.layer_copy import SizedDictionaries
+from fairseq_wd.students.layer_copy import SizedDictionaries
 from fairseq_wd.cli.pipeline import get_parser
 from fairseq_wd.pipeline.experiment import Pipeline
 from fairseq_wd.recipes import RECIPES

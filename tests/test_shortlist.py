@@ -10,9 +10,10 @@ import torch
 from utils import USER_DIR, WORDS, run
 
 import fairseq_wd  # noqa: F401
-from fairseq_wd import shortlist as sl
+from fairseq_wd.datasets.data_bin import dictionaries, generate_batches, read_split
+from fairseq_wd.shortlist import vmap as sl
 from fairseq_wd.cli.shortlist import main as shortlist_command
-from fairseq_wd.deploy import ct2
+from fairseq_wd.export import ct2
 
 
 def generate(data, teacher, *extra, beam=4, check=True):
@@ -30,10 +31,10 @@ def generate(data, teacher, *extra, beam=4, check=True):
 
 def candidate_sets(shortlist, data, batch_size=4):
     """Sentence id -> the set of target symbols its batch may produce (fairseq-generate's batches)."""
-    sources, targets = sl.read_split(data, "valid", "src", "tgt")
-    tgt_dict = sl.dictionaries(data, "src", "tgt")[1]
+    sources, targets = read_split(data, "valid", "src", "tgt")
+    tgt_dict = dictionaries(data, "src", "tgt")[1]
     result = {}
-    for batch in sl.fairseq_batches(np.array([len(s) for s in sources]), np.array([len(t) for t in targets]),
+    for batch in generate_batches(np.array([len(s) for s in sources]), np.array([len(t) for t in targets]),
                                     batch_size):
         ids = shortlist.candidates(torch.from_numpy(np.concatenate([sources[i] for i in batch])))
         result.update({int(i): {tgt_dict[j] for j in ids.tolist()} for i in batch})
@@ -54,7 +55,7 @@ def test_count_model_learns_the_toy_dictionary(data_bin):
 
 
 def test_vmap_is_ctranslate2s_format_and_reads_back(data_bin, tmp_path):
-    src_dict, tgt_dict = sl.dictionaries(str(data_bin), "src", "tgt")
+    src_dict, tgt_dict = dictionaries(str(data_bin), "src", "tgt")
     vmap = sl.build_vmap(str(data_bin), top_k=2, frequent=2)
     path = str(tmp_path / "vmap.txt")
     sl.write_vmap(vmap, path, src_dict, tgt_dict)
@@ -81,7 +82,7 @@ def test_broken_vmap_names_its_line(data_bin, tmp_path, case):
     path = tmp_path / "vmap.txt"
     path.write_text(text)
     with pytest.raises(sl.VmapError, match=error):
-        sl.Shortlist.from_file(str(path), *sl.dictionaries(str(data_bin), "src", "tgt"))
+        sl.Shortlist.from_file(str(path), *dictionaries(str(data_bin), "src", "tgt"))
 
 
 def test_fairseq_generate_stops_on_a_broken_vmap_before_decoding(data_bin, teacher, tmp_path):
@@ -95,7 +96,7 @@ def test_fairseq_generate_stops_on_a_broken_vmap_before_decoding(data_bin, teach
 def test_whole_vocabulary_shortlist_decodes_as_plain_fairseq(data_bin, teacher, tmp_path, plain):
     """Every target symbol always allowed: the same hypotheses and positional scores (4 digits), the same
     scores to float rounding (the candidate rows are a copy of the output matrix: another GEMM blocking)."""
-    tgt_dict = sl.dictionaries(str(data_bin), "src", "tgt")[1]
+    tgt_dict = dictionaries(str(data_bin), "src", "tgt")[1]
     path = str(tmp_path / "vmap.txt")
     sl.write_vmap(sl.Vmap(always=tgt_dict.symbols[tgt_dict.nspecial:]), path, tgt_dict=tgt_dict)
     hyps, _ = generate(data_bin, teacher, "--shortlist", path, beam=4)
@@ -110,7 +111,7 @@ def test_real_shortlist_changes_only_what_it_must(data_bin, teacher, tmp_path, p
     words: every hypothesis token is a candidate of its batch, so a plain hypothesis outside the candidates
     changes; greedy output lying within them is plain greedy output (argmax over a subset that holds the
     argmax). With beam search that need not hold (scores renormalised over the candidates can reorder beams)."""
-    src_dict, tgt_dict = sl.dictionaries(str(data_bin), "src", "tgt")
+    src_dict, tgt_dict = dictionaries(str(data_bin), "src", "tgt")
     vmap = sl.build_vmap(str(data_bin), top_k=1, frequent=0)
     del vmap.rules["mare"], vmap.rules["casa"]
     path = str(tmp_path / "vmap.txt")
@@ -149,7 +150,7 @@ def test_ctranslate2_reads_the_same_candidates(data_bin, teacher, tmp_path):
     candidates shortlist.py computes for the batch: it parses the file as written (a misread target would
     become <unk>, a misread key drop out)."""
     pytest.importorskip("ctranslate2")
-    src_dict, tgt_dict = sl.dictionaries(str(data_bin), "src", "tgt")
+    src_dict, tgt_dict = dictionaries(str(data_bin), "src", "tgt")
     vmap = sl.build_vmap(str(data_bin), top_k=1, frequent=0)
     del vmap.rules["mare"], vmap.rules["casa"]
     sl.write_vmap(vmap, str(tmp_path / "vmap.txt"), src_dict, tgt_dict)
@@ -157,8 +158,8 @@ def test_ctranslate2_reads_the_same_candidates(data_bin, teacher, tmp_path):
     run("fairseq-wd-export", teacher, "--to", "ctranslate2", "--quantization", "none", "--data", data_bin,
         "--vmap", tmp_path / "vmap.txt", "--output", model)
     allowed = candidate_sets(sl.Shortlist(vmap, src_dict, tgt_dict), str(data_bin))
-    sources, targets = sl.read_split(str(data_bin), "valid", "src", "tgt")
-    batches = sl.fairseq_batches(np.array([len(s) for s in sources]), np.array([len(t) for t in targets]), 4)
+    sources, targets = read_split(str(data_bin), "valid", "src", "tgt")
+    batches = generate_batches(np.array([len(s) for s in sources]), np.array([len(t) for t in targets]), 4)
     tokens = [src_dict.string(s).split() for s in sources]
     outside = {}
     for use_vmap in (False, True):

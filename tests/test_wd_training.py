@@ -10,7 +10,7 @@ from utils import TRAIN_FLAGS, USER_DIR, run, torchrun_every_rank, valid_metric
 import fairseq_wd  # noqa: F401
 from fairseq import checkpoint_utils
 from fairseq.data import data_utils
-from fairseq_wd.export import load_phase1
+from fairseq_wd.export.student import load_phase1
 
 STUDENT = ["--arch", "wd_transformer_tiny", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
            "--encoder-layers", "2", "--encoder-attention-heads", "4", "--decoder-attention-heads", "4"]

@@ -80,7 +80,7 @@ def model(arch, *extra, vocab=(100, 120), device="meta"):
     """A fairseq transformer of `arch` over dictionaries of the given sizes (meta: shapes only)."""
     from fairseq import options
     from fairseq.models.transformer import TransformerModel
-    from fairseq_wd.layer_copy import SizedDictionaries
+    from fairseq_wd.students.layer_copy import SizedDictionaries
 
     args = options.parse_args_and_arch(options.get_training_parser(),
                                        ["unused", "--task", "translation", "--arch", arch, "--user-dir", USER_DIR,

@@ -43,10 +43,11 @@ import fairseq_wd  # noqa: F401  (registers the wd_* archs)
 from fairseq import checkpoint_utils, options, tasks
 from fairseq.data import Dictionary, indexed_dataset
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-from fairseq_wd import shortlist as sl
-from fairseq_wd import shortlist_generator
+from fairseq_wd.datasets import data_bin
+from fairseq_wd.shortlist import vmap as sl
+from fairseq_wd.shortlist import generator as shortlist_generator
 from fairseq_wd.checkpoints import save_plain_transformer
-from fairseq_wd.deploy import ct2
+from fairseq_wd.export import ct2
 
 USER_DIR = os.path.dirname(os.path.abspath(fairseq_wd.__file__))
 BIG = ["--encoder-embed-dim", "1024", "--encoder-ffn-embed-dim", "4096", "--encoder-attention-heads", "16"]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The paper's experiment on one prepared data-bin (sourced by examples/*/run.sh, which set SRC, TGT,
 # DATA, WORK, TEACHER_ARCH and BLEU_TOKENIZE). The settings are the recipe RECIPE (default paper) of
-# fairseq_wd/recipes.py, the WD authors' released scripts (../../shared METHODS 1.4-1.6): Adam (0.9, 0.98),
+# fairseq_wd/recipes.py, the WD authors' released scripts (docs/methods.md): Adam (0.9, 0.98),
 # inverse_sqrt, lr 7e-4, label smoothing 0.1, ~32k target tokens per update (8 GPUs x 4096; fewer
 # GPUs: UPDATE_FREQ=8/NGPU), the teacher's last 5 epoch checkpoints averaged, teacher output by beam 6 /
 # lenpen 1.0 / batch 64, and 60k updates per student: WD's two phases 30k each, as the authors, and

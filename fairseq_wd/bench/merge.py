@@ -14,7 +14,7 @@ Guarantees of `merge`:
   given): the teacher, the same checkpoint in every run, counts once;
 - BLEU and chrF: mean and sd over a row's seeds; speed: the first run's, as it timed it;
 - each pair the runs tested (every row against the first row, and the bench's --compare pairs) is tested
-  seed pair by seed pair within each run (evaluation.seed_pairs), a checkpoint pair once, each with
+  seed pair by seed pair within each run (scoring.seed_pairs), a checkpoint pair once, each with
   evaluation's paired bootstrap; per pair of rows the differences' mean and sd and every seed pair's p;
 - nothing in the merged output names a path of a machine: runs are named by the shortest tail of their
   folder paths that tells them apart, models by name and checksum.
@@ -24,8 +24,7 @@ import json
 import os
 import statistics
 
-from .. import evaluation
-from . import provenance
+from . import provenance, scoring
 
 PROVENANCE = ("sources_sha256", "reference_files", "references_sha256", "checkpoint_sha256")
 # What every run must share: (what it is called in a refusal, the bench.json settings that make it up)
@@ -160,7 +159,7 @@ def scorer_for(runs):
     """A Scorer set as the runs' sacrebleu signatures say (tokenizer, case), its signatures checked against
     theirs once it has scored."""
     fields = dict(part.split(":", 1) for part in runs[0].settings["sacrebleu"].split("|") if ":" in part)
-    return evaluation.Scorer(runs[0].references, tokenize=fields.get("tok", "13a"),
+    return scoring.Scorer(runs[0].references, tokenize=fields.get("tok", "13a"),
                              lowercase=fields.get("case") == "lc")
 
 
@@ -219,14 +218,14 @@ def pairs_of(runs):
 
 
 def paired_tests(name, baseline, runs, scorer, n_samples):
-    """Seed pairs within each run that holds both rows (evaluation.seed_pairs), each checkpoint pair once,
-    each tested; their summary (evaluation.summarize) with each pair's label, or None if no run holds both."""
+    """Seed pairs within each run that holds both rows (scoring.seed_pairs), each checkpoint pair once,
+    each tested; their summary (scoring.summarize) with each pair's label, or None if no run holds both."""
     seen, labelled, tests = set(), [], []
     for run in runs:
         if name not in run.checksums or baseline not in run.checksums:
             continue
         a, b = run.checksums[name], run.checksums[baseline]
-        for i, j in evaluation.seed_pairs(len(a), len(b)):
+        for i, j in scoring.seed_pairs(len(a), len(b)):
             if (a[i], b[j]) in seen:
                 continue
             seen.add((a[i], b[j]))
@@ -234,10 +233,10 @@ def paired_tests(name, baseline, runs, scorer, n_samples):
             tests.append(scorer.paired_bootstrap(run.hypotheses[baseline][j], run.hypotheses[name][i], n_samples))
     if not tests:
         return None
-    return {"model": name, "baseline": baseline, "seed_pairs": labelled, **evaluation.summarize(tests)}
+    return {"model": name, "baseline": baseline, "seed_pairs": labelled, **scoring.summarize(tests)}
 
 
-def merge(folders, teacher=None, n_samples=evaluation.BOOTSTRAP_SAMPLES):
+def merge(folders, teacher=None, n_samples=scoring.BOOTSTRAP_SAMPLES):
     """The merged report of the bench outputs in `folders` (see the module's guarantees). `teacher`: the
     row whose checkpoint every run must share (default: the first run's first row)."""
     if not folders:

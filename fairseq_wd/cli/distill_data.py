@@ -8,7 +8,7 @@ The split is cut into chunks of --chunk-size sentences; each finished chunk is s
 killed run resumes where it stopped. --num-shards/--shard-id give chunk c to shard c % num_shards,
 for many GPUs or machines sharing one --dest; whichever shard finishes last merges. With
 --save-topk K the teacher's top-K log-probabilities of every target token are stored too, for
-offline `logit_kd` (no teacher at training time). The work is done by `fairseq_wd.teacher_output`.
+offline `logit_kd` (no teacher at training time). The work is done by `fairseq_wd.teacher.output`.
 """
 import logging
 import sys
@@ -17,7 +17,7 @@ import fairseq_wd  # noqa: F401  (compat fixes)
 from fairseq import options
 
 from ..checkpoints import DISK_ERRORS, CheckpointError, OutputError
-from ..teacher_output import DistillDataError, distill
+from ..teacher.output import DistillDataError, distill
 
 logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, stream=sys.stdout)
 

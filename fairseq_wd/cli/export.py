@@ -19,12 +19,12 @@ import os
 import sys
 
 from ..checkpoints import CheckpointError, OutputError
-from ..deploy import ct2
-from ..export import is_phase1, load_phase1, read, to_ctranslate2, to_fairseq
+from ..export import ct2
+from ..export.student import is_phase1, load_phase1, read, to_ctranslate2, to_fairseq
 from ..modules.weight_plan import format_plan
 
 
-def main(argv=None):
+def get_parser():
     p = argparse.ArgumentParser(prog="fairseq-wd-export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="any checkpoint of the plugin: teacher, KD or WD student, WD phase 1 "
@@ -41,6 +41,11 @@ def main(argv=None):
     p.add_argument("--show-plan", action="store_true", help="print which teacher tensors generate each student tensor")
     p.add_argument("--teacher-path", help="teacher checkpoint, if it moved since phase 1")
     p.add_argument("--data", help="data-bin with the dictionaries, if it moved since the training")
+    return p
+
+
+def main(argv=None):
+    p = get_parser()
     a = p.parse_args(argv)
     if not a.output and not a.show_plan:
         p.error("give --output STUDENT.pt and/or --show-plan")

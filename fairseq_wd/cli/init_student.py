@@ -14,7 +14,7 @@ from fairseq.models.transformer import TransformerModel
 import fairseq_wd  # noqa: F401  (registers the wd_* architectures)
 
 from ..checkpoints import CheckpointError, OutputError, load_state, save_plain_transformer
-from ..layer_copy import SizedDictionaries, copied_layers, student_from_teacher
+from ..students.layer_copy import copied_layers, student_from_teacher
 
 
 def get_parser():

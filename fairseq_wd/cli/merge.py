@@ -16,7 +16,7 @@ import sys
 
 from ..bench import results
 from ..bench.merge import MergeError, labels, merge, write
-from ..evaluation import BOOTSTRAP_SAMPLES
+from ..bench.scoring import BOOTSTRAP_SAMPLES
 
 
 def get_parser():

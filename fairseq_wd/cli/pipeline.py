@@ -31,7 +31,8 @@ from ..checkpoints import DISK_ERRORS, CheckpointError, OutputError
 from ..pipeline.corpus import CorpusError
 from ..pipeline import multilingual
 from ..pipeline.experiment import DEFAULT_METHODS, METHODS, Pipeline
-from ..recipes import RECIPES, SELECT_BY
+from ..early_stopping import SELECT_BY
+from ..recipes import RECIPES
 
 
 def parse_methods(spec):

@@ -24,11 +24,15 @@ def shell(recipe):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def get_parser():
     p = argparse.ArgumentParser(prog="fairseq-wd-recipe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipe", choices=sorted(RECIPES), help="the recipe (fairseq-wd-pipeline --budget NAME runs the same)")
-    print(shell(RECIPES[p.parse_args(argv).recipe]))
+    return p
+
+
+def main(argv=None):
+    print(shell(RECIPES[get_parser().parse_args(argv).recipe]))
 
 
 if __name__ == "__main__":

@@ -15,10 +15,11 @@ import argparse
 import os
 import sys
 
-from .. import shortlist as sl
+from ..datasets import data_bin
+from ..shortlist import vmap as sl
 
 
-def main(argv=None):
+def get_parser():
     p = argparse.ArgumentParser(prog="fairseq-wd-shortlist", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data_bin", metavar="DATA_BIN", help="the model's data-bin: its dictionaries, its train split "
@@ -33,6 +34,11 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=64,
                    help="sentences per batch for the coverage report, as fairseq-generate --batch-size (default 64)")
     p.add_argument("--valid-subset", default="valid", help="split the coverage is measured on (default valid)")
+    return p
+
+
+def main(argv=None):
+    p = get_parser()
     a = p.parse_args(argv)
     for name in ("top_k", "frequent", "batch_size", "iterations"):
         if getattr(a, name) < (0 if name in ("top_k", "frequent") else 1):
@@ -41,11 +47,11 @@ def main(argv=None):
         sys.exit(f"fairseq-wd-shortlist: {a.output} exists; choose another --output or delete it")
     try:
         vmap = sl.build_vmap(a.data_bin, a.train_data, a.top_k, a.frequent, a.iterations)
-        src, tgt = sl.language_pair(a.data_bin, a.valid_subset)
-        src_dict, tgt_dict = sl.dictionaries(a.data_bin, src, tgt)
+        src, tgt, _ = data_bin.language_pair(a.data_bin, a.valid_subset)
+        src_dict, tgt_dict = data_bin.dictionaries(a.data_bin, src, tgt)
         sl.write_vmap(vmap, a.output, src_dict, tgt_dict)
         report = sl.coverage(sl.Shortlist(vmap, src_dict, tgt_dict), a.data_bin, a.valid_subset, a.batch_size)
-    except (sl.VmapError, FileNotFoundError) as e:
+    except (sl.VmapError, data_bin.DataBinError, FileNotFoundError) as e:
         sys.exit(f"fairseq-wd-shortlist: {e}")
     print(f"wrote {a.output}: {len(vmap.rules)} source keys x top {a.top_k}, {len(vmap.always)} always "
           f"(from {a.train_data or a.data_bin} train)")

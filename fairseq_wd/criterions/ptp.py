@@ -2,7 +2,7 @@
 
 Pea-KD labels each training sentence by whether the teacher got it right and how confident it was,
 and pre-trains the student on those labels before KD. Translation has no sentence label, so this is
-our adaptation (METHODS 4.3, an invention to flag in reports): under teacher forcing, each target
+our adaptation (docs/methods.md#deviations-paper-released-code-this-code): under teacher forcing, each target
 position gets
     0: teacher top-1 == reference token, top-1 probability > --ptp-correct-threshold
     1: top-1 right, not confident          2: top-1 wrong, probability > --ptp-wrong-threshold

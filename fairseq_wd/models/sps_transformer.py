@@ -3,7 +3,7 @@ Pea-KD's shuffled parameter sharing (`modules/shuffled_sharing.py`).
 
 Same parameters (and parameter count) as the `transformer` of the same arch, deeper in effect:
 `--sps-reuse all` doubles the encoder's depth, `top-half` / `bottom-half` add ceil(L/2) layers.
-Decoding cost grows with it (METHODS 4.4), only in the encoder (run once per sentence in beam search).
+Decoding cost grows with it (docs/methods.md#pea-kd), only in the encoder (run once per sentence in beam search).
 Archs: `sps_transformer` (fairseq's base), `sps_transformer_tiny`, `sps_transformer_small`.
 """
 from dataclasses import dataclass, field

@@ -3,7 +3,7 @@
 The encoder's layers run once as usual, then a chosen set of them runs again with the same
 parameter objects: no new parameters. In that second pass the self-attention's query and key
 projections (weights and biases) trade places, which transposes the attention scores; value,
-output projection, FFN and LayerNorms are reused unchanged (METHODS 4.1).
+output projection, FFN and LayerNorms are reused unchanged (docs/methods.md#pea-kd).
 
 fairseq's encoder loops `for layer in self.layers`; `SharedPassLayers` yields the second pass from
 that loop, so fairseq's own forward (masking, `return_all_hiddens`, final LayerNorm) runs it, while

@@ -4,7 +4,7 @@ A tensor's weight class is its name without the layer index (`decoder.layers.fc1
 layer i of a stack of depth L_s takes teacher layers [i*r, (i+1)*r), r = L_t / L_s, in both encoder
 and decoder (so a 48-layer encoder compresses to 6 in groups of 8; the released code could not).
 
-Transforms (METHODS 1.3):
+Transforms (docs/methods.md#weight-distillation):
 - `elementwise`  same shape and one teacher instance: S = W * tanh(T) + B (the released encoder path);
 - `matrix`       S = W * tanh(sum_l a_l W_O^T T_l W_I) + B, W_O: O_t x O_s, W_I: I_t x I_s;
 - `vector`       biases and LayerNorm: s = W * tanh(sum_l a_l W_O^T t_l) + B;

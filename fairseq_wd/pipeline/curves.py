@@ -1,8 +1,8 @@
 """Learning curves from fairseq-train's own validation lines: valid BLEU (`--eval-bleu`) and loss
 against updates, for the BLEU-vs-updates plot, the best validation and whether a training converged."""
-import logging
-import os
 import re
+
+from ..bench.report import pyplot
 
 VALID = re.compile(r"valid on 'valid' subset \| (.*)$")
 
@@ -48,29 +48,10 @@ def convergence(points, window, metric="loss"):
             "converged": last - top["update"] >= window}
 
 
-def stopped(log_path, cap):
-    """What ended a training, from its train.log: {'by': 'patience' | 'the cap' | 'not finished', 'update'}."""
-    if not os.path.exists(log_path):
-        return {"by": "not finished", "update": None}
-    with open(log_path, encoding="utf-8", errors="replace") as f:
-        text = f.read()
-    points = read_validations(log_path)
-    if "early stop since valid performance hasn't improved" in text:
-        return {"by": "patience", "update": points[-1]["update"] if points else None}
-    if "done training" in text or "nothing to train" in text:
-        return {"by": "the cap", "update": cap}
-    return {"by": "not finished", "update": points[-1]["update"] if points else None}
-
-
 def plot(curves, path, reference=None):
     """Valid BLEU against updates, one line per model; `reference`: {label: BLEU} drawn as horizontal lines."""
-    try:
-        import matplotlib
-
-        logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's DEBUG root logger lists every font
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot(path)
+    if plt is None:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5))
     colours, styles = {}, ["-", "--", ":", "-."]

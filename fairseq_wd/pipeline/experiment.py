@@ -15,11 +15,12 @@ from dataclasses import replace
 
 import torch
 
+from .. import early_stopping
 from ..bench import results
 from ..checkpoints import load_state, model_args, save_plain_transformer
-from ..deploy import ct2
+from ..export import ct2
 from ..recipes import RECIPES
-from ..teacher import Teacher
+from ..teacher.checkpoint import Teacher
 from . import corpus, curves, inputs, jobs
 from .inputs import PACKAGE
 from .steps import BIN, StepRunner
@@ -153,7 +154,7 @@ class Pipeline(StepRunner):
     def ended_at(self, name, updates):
         """The update a finished training stopped at (early, under --patience; else its cap): where the
         curve of the training that continues it starts."""
-        return curves.stopped(self.path(name, "train.log"), self.updates(updates))["update"] or self.updates(updates)
+        return early_stopping.stopped(self.path(name, "train.log"), self.updates(updates))["update"] or self.updates(updates)
 
     def criterion(self, name):
         smoothing = [] if name == "ptp" else ["--label-smoothing", str(self.recipe.label_smoothing)]
@@ -437,13 +438,13 @@ class Pipeline(StepRunner):
 
     def selected_by(self):
         """What chose each training's checkpoint_best.pt (and stopped it under --patience): bleu or loss."""
-        return "bleu" if "--maximize-best-checkpoint-metric" in self.validation() else "loss"
+        return early_stopping.selected_by(self.validation())
 
     def stopping_table(self):
         """Per training: its best validation by the selection metric (checkpoint_best.pt) and what ended it,
         fairseq's --patience (converged) or the update cap, at which update."""
         metric = self.selected_by()
-        every = max(1, int(self.recipe.validate_interval_updates * self.args.update_scale))
+        every = early_stopping.validation_interval(self.recipe.validate_interval_updates, self.args.update_scale)
         view = (f"Early stopping: --patience {self.recipe.patience} validations of {every} updates without a better "
                 f"valid {metric}; the update counts are caps (trained to convergence)." if self.recipe.patience else
                 "No early stopping: every training runs its update count (the paper's view at equal updates).")
@@ -452,7 +453,7 @@ class Pipeline(StepRunner):
                  "|---|---|---|---|---|"]
         for name, folder, cap in self.trainings:
             log = os.path.join(folder, "train.log")
-            stop = curves.stopped(log, cap)
+            stop = early_stopping.stopped(log, cap)
             top = curves.best(curves.read_validations(log), metric) if os.path.exists(log) else None
             shown = f"{top[metric]:.2f} ({top['update']})" if top else "-"
             lines.append(f"| {name} | {shown} | {stop['by']} | {stop['update']} | {cap} |")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from ..checkpoints import CheckpointError
-from ..teacher import Teacher, teacher_dictionaries
+from ..teacher.checkpoint import Teacher, teacher_dictionaries
 from .corpus import SPLITS, CorpusError
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,7 +103,7 @@ def given_multilingual_teacher(args, pairs, language_flags):
     data-bin's dictionaries as their start."""
     from fairseq import options, tasks
 
-    from .. import multilingual
+    from .. import languages
 
     missing = [f"{split}.{s}-{t}.{lang}.{ext}" for s, t in pairs for split in SPLITS for lang in (s, t)
                for ext in ("bin", "idx") if not os.path.isfile(os.path.join(args.data_bin, f"{split}.{s}-{t}.{lang}.{ext}"))]
@@ -121,7 +121,7 @@ def given_multilingual_teacher(args, pairs, language_flags):
         "--teacher-path", checkpoint, "--arch", "transformer"])
     task = tasks.setup_task(parsed)
     teacher = task.teacher  # TeacherAware's checks, as when a student is built
-    multilingual.check_data_dictionaries(task, args.data_bin)
+    languages.check_data_dictionaries(task, args.data_bin)
     return GivenTeacher(checkpoint, None, None, teacher.decoder_layers, teacher_encoder_flags(teacher),
                         bool(getattr(teacher.args, "share_all_embeddings", False)))
 

@@ -16,9 +16,9 @@ import os
 import shlex
 import shutil
 
-from .. import multilingual
+from .. import languages
 from ..checkpoints import load_state, task_config
-from ..teacher import Teacher
+from ..teacher.checkpoint import Teacher
 from . import corpus, inputs
 from .experiment import MAX_POSITIONS, Pipeline
 
@@ -101,12 +101,12 @@ class MultilingualPipeline(Pipeline):
 
     def language_flags(self):
         """The teacher's language settings, which every task of its students repeats: a given teacher's
-        from its checkpoint (multilingual.teacher_flags), else those it is trained with here."""
+        from its checkpoint (languages.teacher_flags), else those it is trained with here."""
         pairs = ["--lang-pairs", ",".join(f"{s}-{t}" for s, t, _ in self.pairs)]
         sampling = ["--sampling-method", "temperature", "--sampling-temperature", "1.5"]
         if self.args.teacher:
             if self.teacher_languages is None:
-                self.teacher_languages = multilingual.teacher_flags(
+                self.teacher_languages = languages.teacher_flags(
                     task_config(load_state(os.path.abspath(self.args.teacher), "--teacher")), self.data_bin)
             return [*pairs, *self.teacher_languages, *sampling]
         return [*pairs, "--lang-dict", os.path.join(self.data_bin, LANGS_FILE), "--encoder-langtok", "src",

@@ -3,7 +3,7 @@
 The teacher (`--teacher-path`, `--teacher-dict`; what a criterion may use of it) is `TeacherAware`'s
 (teacher_aware.py), shared with the multilingual tasks. This task adds `--extra-train-data` (original +
 teacher output), offline KD from stored top-K log-probabilities, and `--shortlist vmap.txt` decoding
-(fairseq-generate over each batch's candidate targets; shortlist.py, shortlist_generator.py).
+(fairseq-generate over each batch's candidate targets; shortlist/vmap.py, shortlist/generator.py).
 """
 import logging
 import os
@@ -17,8 +17,8 @@ from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask, load_langpair_dataset
 
 from ..datasets.teacher_topk import TeacherTopKDataset, has_topk
-from ..shortlist import Shortlist
-from ..shortlist_generator import ShortlistSequenceGenerator
+from ..shortlist.vmap import Shortlist
+from ..shortlist.generator import ShortlistSequenceGenerator
 from .teacher_aware import TeacherAware, TeacherConfig
 
 logger = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from fairseq.dataclass.utils import gen_parser_from_dataclass
 from fairseq.tasks import register_task
 from fairseq.tasks.translation_multi_simple_epoch import TranslationMultiSimpleEpochTask
 
-from .. import multilingual
+from .. import languages
 from .teacher_aware import TeacherAware, TeacherConfig
 from .weight_distillation import GeneratorConfig, WeightDistilling
 
@@ -46,14 +46,14 @@ class ExtraTrainDataConfig(FairseqDataclass):
 def check_extra_train_data(args):
     """The --extra-train-data folder has every pair's train split and the main data's dictionaries."""
     folder, main = args.extra_train_data, utils.split_paths(args.data)[0]
-    for lang in sorted({lang for p in multilingual.pairs(args) for lang in p}):
+    for lang in sorted({lang for p in languages.pairs(args) for lang in p}):
         mine, theirs = os.path.join(main, f"dict.{lang}.txt"), os.path.join(folder, f"dict.{lang}.txt")
         if not os.path.isfile(theirs) or (os.path.isfile(mine) and
                                           Dictionary.load(mine).symbols != Dictionary.load(theirs).symbols):
             raise ValueError(f"--extra-train-data {folder}: {theirs} is missing or differs from {mine}; binarize it "
                              "with the main data's dictionary (fairseq-preprocess --srcdict/--tgtdict), as "
                              "fairseq-wd-distill-data does")
-    for src, tgt in multilingual.pairs(args):
+    for src, tgt in languages.pairs(args):
         stems = [os.path.join(folder, f"{args.train_subset}.{a}-{b}.{src}") for a, b in ((src, tgt), (tgt, src))]
         if not any(indexed_dataset.dataset_exists(s, impl=args.dataset_impl) for s in stems):
             raise ValueError(f"--extra-train-data {folder} has no {args.train_subset} data for {src}-{tgt} "
@@ -70,7 +70,7 @@ def with_teacher_output(args):
     out = copy.copy(args)
     out.extra_data = dict(args.extra_data or {}, **{EXTRA: args.extra_train_data})
     out.extra_lang_pairs = dict(args.extra_lang_pairs or {}, **{EXTRA: ",".join(f"{s}-{t}" for s, t in
-                                                                          multilingual.pairs(args))})
+                                                                          languages.pairs(args))})
     out.langtoks = dict(args.langtoks, **{EXTRA: args.langtoks["main"]})
     return out
 

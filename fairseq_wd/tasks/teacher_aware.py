@@ -18,8 +18,8 @@ from typing import Optional
 
 from fairseq.dataclass import FairseqDataclass
 
-from .. import multilingual
-from ..teacher import Teacher, teacher_dictionaries, teacher_forward
+from .. import languages
+from ..teacher.checkpoint import Teacher, teacher_dictionaries, teacher_forward
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ def check_teacher(teacher, task, teacher_dict=None):
     """`teacher` against `task`'s dictionaries (every symbol with `teacher_dict`) and, for a multilingual
     task, against its language settings; raises CheckpointError naming the fix. True where every symbol
     was compared, False where only the sizes could be."""
-    if multilingual.is_multilingual(task):
-        return multilingual.check_teacher(teacher, task, teacher_dict)
+    if languages.is_multilingual(task):
+        return languages.check_teacher(teacher, task, teacher_dict)
     own = teacher_dict and teacher_dictionaries(teacher_dict, task.cfg.source_lang, task.cfg.target_lang)
     teacher.check_dictionaries(task.source_dictionary, task.target_dictionary, teacher_dicts=own)
     return bool(own)

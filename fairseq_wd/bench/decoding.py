@@ -1,31 +1,22 @@
-"""Decoding a test set with a model, timed: a fairseq checkpoint by `fairseq-generate` itself, a
-CTranslate2 folder by CTranslate2 with the same beam, length penalty, batches, length limits and
-threads, so that their hypotheses and speeds compare.
-
-Both decode their first batch once untimed before the clock starts: a fresh process (or translator)
-pays one-time costs there (allocations, kernel and thread-pool set-up) that a running server does
-not, and they would weigh most on the fastest model. `python -m fairseq_wd.decoding ARGS` is
-fairseq-generate with that warm-up and its own per-batch meter (`warm_generate`). Both clocks time the
-same work (TIMED).
+"""Decoding a test set with a model, timed: a fairseq checkpoint by fairseq-generate itself (in a fresh
+process: generate.py), a CTranslate2 folder by CTranslate2 with the same beam, length penalty, batches,
+length limits and threads, so that their hypotheses and speeds compare. Both decode their first batch
+once untimed before the clock starts, and both clocks time the same work (TIMED).
 """
-import argparse
 import dataclasses
 import os
 import re
 import subprocess
 import sys
-import time
 
-import numpy as np
 import torch
-from fairseq.data import data_utils
 
-from . import multilingual
-from .checkpoints import CheckpointError, load_state, model_args
-from .deploy import ct2
+from .. import languages
+from ..checkpoints import CheckpointError, load_state, model_args
+from ..export import ct2
+from .generate import BATCH, WARMUP
 
-USER_DIR = os.path.dirname(os.path.abspath(__file__))
-WARMUP, BATCH = "fairseq-wd warm-up seconds:", "fairseq-wd batch seconds, tokens:"
+USER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMED = ("per batch, fairseq-generate's generator on the collated batch (batches loaded in the decoding process, "
          "--num-workers 0, off the clock) and CTranslate2's translate_batch on the batch's token lists (built before "
          "the clock; the call includes CTranslate2's token-to-id and id-to-token lookups, as it takes and returns "
@@ -69,108 +60,6 @@ class Decoded:
     def first_batch_cost_s(self):
         """What the first batch cost beyond its warm run: the cold start the warm-up keeps off the clock."""
         return self.warmup_s - self.batch_seconds[0] if self.warmup_s is not None and self.batch_seconds else None
-
-
-def language_pair(data, subset, src=None, tgt=None):
-    """(src, tgt, the files' SRC-TGT) of the pair fairseq-generate decodes from `data`'s `subset`: -s/-t when
-    given (read from SRC-TGT files, else from TGT-SRC ones, as fairseq's tasks look), else the data-bin's
-    only pair (fairseq infers the first pair its folder listing shows: a data-bin with several is refused)."""
-    if bool(src) != bool(tgt):
-        raise DecodingError("--generate-args gives only one of -s/-t, which fairseq then ignores (it infers both "
-                            "from the data-bin): give both, e.g. --generate-args='-s SRC -t TGT'")
-    if not src:
-        found = sorted({name.split(".")[1] for name in os.listdir(data)
-                        if len(name.split(".")) >= 3 and len(name.split(".")[1].split("-")) == 2})
-        if len(found) > 1:
-            raise DecodingError(f"{data} holds the pairs {', '.join(found)} and fairseq-generate would decode "
-                                "whichever its folder listing shows first: name the pair, e.g. "
-                                f"--generate-args='-s {found[0].split('-')[0]} -t {found[0].split('-')[1]}'")
-        src, tgt = found[0].split("-") if found else (None, None)
-    for files in (f"{src}-{tgt}", f"{tgt}-{src}"):
-        if src and os.path.isfile(os.path.join(data, f"{subset}.{files}.{src}.idx")):
-            return src, tgt, files
-    raise DecodingError(f"no binarized '{subset}' split {src or ''}-{tgt or ''} in {data}: run fairseq-preprocess "
-                        f"with --{subset}pref")
-
-
-def output_decoder(options, src, tgt):
-    """fairseq-generate's decode_fn for `options` (parsed fairseq-generate args) on the pair src-tgt: its
-    --bpe's then its --tokenizer's decode (e.g. Moses detokenization in `tgt`'s rules), or no change."""
-    from fairseq.data import encoders
-
-    cfg = argparse.Namespace(**{**vars(options or argparse.Namespace()), "source_lang": src, "target_lang": tgt})
-    try:
-        bpe, tokenizer = encoders.build_bpe(cfg), encoders.build_tokenizer(cfg)
-    except (ImportError, ValueError, OSError) as e:
-        raise DecodingError(f"--generate-args: fairseq cannot build --bpe {cfg.bpe} / --tokenizer {cfg.tokenizer} "
-                            f"({e}); give what they need, e.g. --bpe subword_nmt --bpe-codes CODES with pip install "
-                            "subword-nmt, --tokenizer moses with pip install sacremoses") from e
-
-    def decode(x):
-        if bpe is not None:
-            x = bpe.decode(x)
-        return x if tokenizer is None else tokenizer.decode(x)
-    return decode
-
-
-class TestSet:
-    """The data-bin's subset: how many sentences every model must translate, the source pieces
-    CTranslate2 decodes and the batches fairseq-generate forms, and the targets as fairseq-generate
-    prints them (the default references): post-processed and decoded (`detok`), an unknown word written
-    `<<unk>>` as fairseq's own scorer does (tgt_dict.string(..., escape_unk=True)), so that a hypothesis
-    printing `<unk>` is not credited."""
-
-    def __init__(self, data, subset, post_process, pair=None, langtoks=None, options=None):
-        """`pair`: (src, tgt) of a multilingual data-bin, whose language tokens `langtoks` (the task's
-        multilingual.token_settings) add; else the pair of `options`' -s/-t (the parsed fairseq-generate
-        args), or the data-bin's only pair (language_pair). `options`' --bpe and --tokenizer decode
-        the targets and every decoder's output alike (output_decoder)."""
-        from fairseq.data import Dictionary, indexed_dataset
-
-        asked = pair or (getattr(options, "source_lang", None), getattr(options, "target_lang", None))
-        self.src, self.tgt, files = language_pair(data, subset, *asked)
-        self.data, self.subset, self.post_process = data, subset, post_process
-        self.pair = pair
-        self.source_prefix, self.target_prefix = multilingual.prefixes(langtoks, *pair) if pair else ([], [])
-        self.decode = output_decoder(options, self.src, self.tgt)
-
-        def side(lang, escape_unk):
-            d = Dictionary.load(os.path.join(data, f"dict.{lang}.txt"))
-            ds = indexed_dataset.make_dataset(os.path.join(data, f"{subset}.{files}.{lang}"), impl="mmap")
-            lines = [d.string(ds[i], escape_unk=escape_unk) for i in range(len(ds))]
-            return lines, ds.sizes.astype(np.int64)  # with </s>
-
-        sources, self.src_sizes = side(self.src, False)  # CTranslate2 reads <unk> as the unknown token
-        self.src_sizes += len(self.source_prefix)  # fairseq's length limits count the language token
-        targets, self.tgt_sizes = side(self.tgt, True)
-        self.sources = [line.split() for line in sources]
-        self.targets = [self.detok(line.split()) for line in targets]
-
-    def __len__(self):
-        return len(self.sources)
-
-    def detok(self, pieces):
-        """Output pieces as fairseq-generate's D- line writes them: post-processed, then decoded."""
-        return self.decode(data_utils.post_process(" ".join(pieces), self.post_process))
-
-    def batches(self, batch_size, required_batch_size_multiple=8):
-        """fairseq-generate's batches (LanguagePairDataset.ordered_indices, then batch_by_size with the
-        plugin's fix): sorted by source length, ties by target length."""
-        order = np.argsort(self.tgt_sizes, kind="mergesort")
-        order = order[np.argsort(self.src_sizes[order], kind="mergesort")]
-        return [list(b) for b in data_utils.batch_by_size(
-            order, None, num_tokens_vec=np.maximum(self.src_sizes, self.tgt_sizes)[order],
-            max_sentences=batch_size, required_batch_size_multiple=required_batch_size_multiple)]
-
-    def length_limits(self, batch_size, max_len_a, max_len_b):
-        """Each sentence's output limit, as fairseq-generate applies it: int(a * longest source of its batch
-        (with </s>) + b) tokens, </s> not counted."""
-        limits = [0] * len(self)
-        for batch in self.batches(batch_size):
-            limit = int(max_len_a * max(self.src_sizes[i] for i in batch) + max_len_b)
-            for i in batch:
-                limits[i] = limit
-        return limits
 
 
 class Decoder:
@@ -234,7 +123,7 @@ class FairseqDecoder(Decoder):
 
     def translate(self, test):
         s = self.settings
-        cmd = [sys.executable, "-m", "fairseq_wd.decoding", test.data, "--user-dir", USER_DIR, "--path", self.path,
+        cmd = [sys.executable, "-m", "fairseq_wd.bench.generate", test.data, "--user-dir", USER_DIR, "--path", self.path,
                "--gen-subset", test.subset, "--beam", str(s.beam), "--lenpen", str(s.lenpen),
                "--batch-size", str(s.batch_size), "--max-len-a", str(s.max_len_a), "--max-len-b", str(s.max_len_b),
                "--min-len", str(s.min_len), "--post-process", test.post_process, *s.generate_args,
@@ -276,7 +165,7 @@ class CTranslate2Decoder(Decoder):
         if bool(langtoks) != bool(test.pair):
             raise DecodingError(f"{self.path} is a {'multilingual' if langtoks else 'bilingual'} CTranslate2 model, "
                                 f"the test set {'one pair of a multilingual' if test.pair else 'a bilingual'} data-bin")
-        source_prefix, target_prefix = multilingual.prefixes(langtoks, *test.pair) if test.pair else ([], [])
+        source_prefix, target_prefix = languages.prefixes(langtoks, *test.pair) if test.pair else ([], [])
         if (source_prefix, target_prefix) != (test.source_prefix, test.target_prefix):
             raise DecodingError(f"{self.path} puts {source_prefix} before a source and forces {target_prefix} as the "
                                 f"first target tokens, the bench's task options {test.source_prefix} and "
@@ -333,55 +222,3 @@ def decode_rows(rows, test, repeats, log=None):
                 log(f"{name}, seed {k}/{len(rows[name])} (quality only)")
             seeds[name].append(decoder.translate(test))
     return seeds, timed
-
-
-def warm_generate():
-    """fairseq-generate's own main on sys.argv. Whatever the task's inference_step, the generator decodes
-    the first batch once before the clock starts (the clock restarts after that warm-up); the warm-up's
-    seconds, then each timed batch's seconds and output tokens (</s> included) go to stderr, the meter
-    the bench reads (not fairseq's log, whose stream depends on which module configured logging first)."""
-    import fairseq_cli.generate as generate
-    from fairseq.logging.meters import StopwatchMeter
-
-    clocks, warm = [], []
-
-    class Clock(StopwatchMeter):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            clocks.append(self)
-
-        def stop(self, n=1, prehook=None):
-            before = self.sum
-            super().stop(n, prehook)
-            print(f"{BATCH} {self.sum - before:.6f} {n}", file=sys.stderr, flush=True)
-
-    def warmed(generator):
-        decode = generator.generate
-
-        def generate_warm(*args, **kwargs):
-            if not warm:
-                start = time.perf_counter()
-                decode(*args, **kwargs)
-                warm.append(time.perf_counter() - start)
-                print(f"{WARMUP} {warm[0]:.6f}", file=sys.stderr, flush=True)
-                for clock in clocks:
-                    clock.start()
-            return decode(*args, **kwargs)
-
-        generator.generate = generate_warm
-        return generator
-
-    setup_task = generate.tasks.setup_task
-
-    def setup_warm(*args, **kwargs):
-        task = setup_task(*args, **kwargs)
-        build = task.build_generator
-        task.build_generator = lambda *a, **k: warmed(build(*a, **k))
-        return task
-
-    generate.StopwatchMeter, generate.tasks.setup_task = Clock, setup_warm
-    generate.cli_main()
-
-
-if __name__ == "__main__":
-    warm_generate()

@@ -2,7 +2,7 @@
 (those whose source does not occur in train). A run made before that rule scored all of its cut; its
 models are unchanged by the rule, since train stays as cut.
 
-    .venv/bin/python docs/rescore_dedup.py runs/cpu
+    python docs/results/cpu-en-ro-3000-updates/rescore_dedup.py runs/cpu
 """
 import glob
 import json

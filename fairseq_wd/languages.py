@@ -17,7 +17,7 @@ from fairseq.data.multilingual.multilingual_utils import get_lang_tok
 from fairseq.tasks.translation_multi_simple_epoch import TranslationMultiSimpleEpochTask
 
 from .checkpoints import CheckpointError, task_config
-from .teacher import first_difference
+from .teacher.checkpoint import first_difference
 
 logger = logging.getLogger(__name__)
 
@@ -216,6 +216,13 @@ def check_data_dictionaries(task, data):
                     "fairseq-preprocess --srcdict TEACHER_DICT --tgtdict TEACHER_DICT")
 
 
+def decoder_langtok(task, tgt):
+    """The id of the target language token that a set-up multilingual `task` forces as the first output
+    token for target language `tgt` (None where its --langtoks spec has none), from the task's own data
+    manager."""
+    return task.data_manager.get_decoder_langtok(tgt, task.args.langtoks["main"][1])
+
+
 def token_settings(task_cfg, data=None):
     """`Languages.token_settings` of a task's parsed args or saved config (its data-bin, or `data`)."""
     return Languages(task_cfg, data).token_settings()
@@ -306,7 +313,7 @@ def with_dictionaries(task, **files):
     return cfg
 
 
-def teacher_dictionaries(path, task):
+def teacher_dictionaries_with_tokens(path, task):
     """The teacher's dictionaries from --teacher-dict (its data-bin, or one dictionary file such as
     M2M-100's --fixed-dictionary) with this task's languages and language tokens added by fairseq's data
     manager, for `Teacher.check_dictionaries`."""
@@ -364,7 +371,7 @@ def check_teacher(teacher, task, teacher_dict=None):
         raise CheckpointError(
             f"teacher {teacher.path!r} has {rows} embedding rows, but this run's dictionary has {len(joint)} "
             f"({words} entries + {n_langs} language tokens of {task.langs}): {hint}.")
-    own = (teacher_dictionaries(teacher_dict, task) if teacher_dict else
+    own = (teacher_dictionaries_with_tokens(teacher_dict, task) if teacher_dict else
            own_dictionaries(teacher, task) if multilingual else None)
     names = ["this run's dictionary (source side)", "this run's dictionary (target side)"]
     teacher.check_dictionaries(task.source_dictionary, task.target_dictionary, names=names, teacher_dicts=own)

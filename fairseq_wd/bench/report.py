@@ -4,7 +4,7 @@ tests, the output checks, the focus row's worst sentences, and BLEU against spee
 The tables after the first name a model `#N name`, N being its row (and its marker in bench.png)."""
 import logging
 
-from .. import evaluation
+from . import scoring
 
 logger = logging.getLogger(__name__)
 LABEL_OFFSETS = [(6, 5), (6, -14), (-14, 5), (-14, -14)]  # points apart, so that close markers' numbers do not overlap
@@ -112,7 +112,7 @@ def significance_table(report, number):
 
 
 def difference_cells(m):
-    """[difference, interval, p] of one metric of a test (evaluation.summarize)."""
+    """[difference, interval, p] of one metric of a test (scoring.summarize)."""
     if len(m["per_seed"]) == 1:
         low, high = m["interval"]
         return [f"{m['difference']:+.2f}", f"[{low:+.2f}, {high:+.2f}]", f"{m['p']:.4f}"]
@@ -123,8 +123,8 @@ def difference_cells(m):
 
 def checks_table(models, number):
     lines = ["", f"Outputs (first seed): stopped at the length limit (as many tokens as the batch's limit allowed, "
-                 f"</s> not counted), looping (a word {evaluation.LOOP_NGRAM}-gram {evaluation.LOOP_COUNT}+ times), "
-                 f"copying the source (sentence chrF against the source >= {evaluation.COPY_CHRF}); length ratio: "
+                 f"</s> not counted), looping (a word {scoring.LOOP_NGRAM}-gram {scoring.LOOP_COUNT}+ times), "
+                 f"copying the source (sentence chrF against the source >= {scoring.COPY_CHRF}); length ratio: "
                  "hypothesis / reference words, corpus-level, as BLEU's brevity penalty.", "",
              "| model | at length limit | loops | copies source | length ratio |", "|---|---|---|---|---|"]
     for m in models:
@@ -153,8 +153,9 @@ def cell(text):
     return text.replace("|", "\\|") or " "
 
 
-def plot(report, path):
-    """bench.png (`figure`), or None without matplotlib."""
+def pyplot(path):
+    """matplotlib.pyplot drawing to files (Agg), its font search kept out of fairseq's DEBUG log; None,
+    with a warning naming `path`, where matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -163,6 +164,14 @@ def plot(report, path):
         import matplotlib.pyplot as plt
     except ImportError:
         logger.warning("matplotlib is not installed: no %s (pip install matplotlib)", path)
+        return None
+    return plt
+
+
+def plot(report, path):
+    """bench.png (`figure`), or None without matplotlib."""
+    plt = pyplot(path)
+    if plt is None:
         return None
     fig = figure(report, plt)
     fig.savefig(path, dpi=120, bbox_inches="tight")  # the canvas grows to hold the legend, not the axes shrink

@@ -2,23 +2,24 @@
 `vmap.txt`, so that decoding projects onto a few hundred output rows instead of the whole vocabulary.
 
 One file serves both decoders: `fairseq-generate --task distillation --shortlist vmap.txt` (see
-shortlist_generator.py) and CTranslate2 (`vmap.txt` in the model folder, `translate_batch(use_vmap=True)`).
+shortlist/generator.py) and CTranslate2 (`vmap.txt` in the model folder, `translate_batch(use_vmap=True)`).
 The format (CTranslate2's src/vocabulary_map.cc): one line per source key, `src<TAB>tgt_1 tgt_2 ...`,
 tokens separated by single spaces; the line with an empty key lists the targets always included;
 `<unk>`, `<s>`, `</s>` are always added. CTranslate2 silently keeps the last of two lines with the same
 key and maps a target it does not know to `<unk>`, so every file is checked when written and read.
 
-Built as Marian's shortlists are (METHODS.md 6.2): per source token the top-K target tokens by p(t|s),
+Built as Marian's shortlists are (docs/shortlists.md): per source token the top-K target tokens by p(t|s),
 here from an IBM-1 count model over the binarized train (or teacher output) data instead of
 fast_align, plus the M most frequent target tokens, plus the source token itself with a joint dictionary.
 """
-import glob
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List
 
 import numpy as np
 import torch
+
+from ..datasets.data_bin import dictionaries, generate_batches, language_pair, read_split
 
 ALWAYS = ("<unk>", "<s>", "</s>")  # what CTranslate2 adds to every candidate set
 
@@ -152,33 +153,6 @@ class Shortlist:
 
 # -- building it -------------------------------------------------------------------------------------------
 
-def language_pair(data, split="train"):
-    found = sorted(glob.glob(os.path.join(data, f"{split}.*-*.*.idx")))
-    if not found:
-        raise VmapError(f"no binarized '{split}' split in {data}: run fairseq-preprocess with --{split}pref")
-    return os.path.basename(found[0]).split(".")[1].split("-")
-
-
-def dictionaries(data, src, tgt):
-    from fairseq.data import Dictionary
-
-    return tuple(Dictionary.load(os.path.join(data, f"dict.{lang}.txt")) for lang in (src, tgt))
-
-
-def read_split(data, split, src, tgt):
-    """The split's source and target sentences as lists of int arrays (with their </s>)."""
-    from fairseq.data import indexed_dataset
-
-    def side(lang):
-        prefix = os.path.join(data, f"{split}.{src}-{tgt}.{lang}")
-        if not indexed_dataset.dataset_exists(prefix, impl="mmap"):
-            raise VmapError(f"no {prefix}.bin/.idx: {data} has no binarized '{split}' split for {src}-{tgt}")
-        ds = indexed_dataset.make_dataset(prefix, impl="mmap")
-        return [ds[i].numpy().astype(np.int64) for i in range(len(ds))]
-
-    return side(src), side(tgt)
-
-
 def _flat(sentences, specials):
     """Tokens without the specials (ids < nspecial: </s>, pad, ...), concatenated, and each sentence's length."""
     kept = [s[s >= specials] for s in sentences]
@@ -250,7 +224,7 @@ def build_vmap(data, train_data=None, top_k=50, frequent=100, iterations=5, spli
     teacher output data-bin of fairseq-wd-distill-data, on the same dictionaries)."""
     if iterations < 1 or top_k < 0 or frequent < 0:
         raise VmapError(f"need iterations >= 1, top_k >= 0, frequent >= 0 (got {iterations}, {top_k}, {frequent})")
-    src, tgt = language_pair(train_data or data, split)
+    src, tgt, _ = language_pair(train_data or data, split)
     src_dict, tgt_dict = dictionaries(data, src, tgt)
     if train_data is not None:
         for d, other in zip((src_dict, tgt_dict), dictionaries(train_data, src, tgt)):
@@ -296,30 +270,16 @@ class Coverage:
                 f"over {self.batches} batches")
 
 
-def fairseq_batches(src_sizes, tgt_sizes, batch_size, required_batch_size_multiple=8):
-    """fairseq-generate's batches of a split at --batch-size (LanguagePairDataset.ordered_indices, then
-    batch_by_size, with compat's fix that keeps the last batch)."""
-    from fairseq.data import data_utils
-
-    from . import compat
-
-    compat.apply()
-    order = np.argsort(tgt_sizes, kind="mergesort")
-    order = order[np.argsort(src_sizes[order], kind="mergesort")]
-    return data_utils.batch_by_size(order, None, num_tokens_vec=np.maximum(src_sizes, tgt_sizes)[order],
-                                    max_sentences=batch_size, required_batch_size_multiple=required_batch_size_multiple)
-
-
 def coverage(shortlist, data, split="valid", batch_size=64):
     """How much of `split`'s references the shortlist keeps, batched as fairseq-generate batches it."""
-    src, tgt = language_pair(data, split)
+    src, tgt, _ = language_pair(data, split)
     sources, targets = read_split(data, split, src, tgt)
     eos = dictionaries(data, src, tgt)[1].eos()
     src_sizes = np.array([len(s) for s in sources])
     tgt_sizes = np.array([len(t) for t in targets])
     tokens = covered = sent_covered = 0
     sizes = []
-    batches = fairseq_batches(src_sizes, tgt_sizes, batch_size)
+    batches = generate_batches(src_sizes, tgt_sizes, batch_size)
     for batch in batches:
         ids = shortlist.candidates(torch.from_numpy(np.concatenate([sources[i] for i in batch])))
         allowed = np.zeros(shortlist.vocab_size, bool)

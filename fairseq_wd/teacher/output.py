@@ -28,11 +28,11 @@ from fairseq.data import ConcatDataset, PrependTokenDataset, data_utils, indexed
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.tasks.translation_multi_simple_epoch import TranslationMultiSimpleEpochTask
 
-from .checkpoints import save_whole
-from .datasets.teacher_topk import topk_paths
-from .multilingual import pairs
-from .tasks.teacher_aware import check_teacher
-from .teacher import Teacher
+from ..checkpoints import save_whole
+from ..datasets.teacher_topk import topk_paths
+from ..languages import decoder_langtok, pairs
+from ..tasks.teacher_aware import check_teacher
+from .checkpoint import Teacher
 
 logger = logging.getLogger("fairseq_wd.distill_data")
 
@@ -162,7 +162,7 @@ def distill_pair(args, pair=None, loaded=None):
     langtok = None
     if pair is not None:  # the multilingual task's one LanguagePairDataset, with its decoder language token
         dataset = dataset.datasets[0] if isinstance(dataset, ConcatDataset) and len(dataset.datasets) == 1 else dataset
-        langtok = task.data_manager.get_decoder_langtok(tgt, task.args.langtoks["main"][1])
+        langtok = decoder_langtok(task, tgt)
     existing = os.path.join(args.dest, f"{subset}.{src}-{tgt}.{tgt}.bin")
     if os.path.realpath(args.dest) == os.path.realpath(utils.split_paths(options.data)[0]):
         raise DistillDataError("--dest must differ from the input data-bin (its split would be overwritten)")

@@ -16,7 +16,7 @@ import torch
 from ..checkpoints import output_error, plain_checkpoint
 
 VMAP = "vmap.txt"  # the shortlist CTranslate2 reads from a model folder
-# a multilingual model's language token settings (multilingual.token_settings), which CTranslate2 does not keep
+# a multilingual model's language token settings (languages.token_settings), which CTranslate2 does not keep
 LANGUAGES = "languages.json"
 QUANTIZATIONS = ("int8", "int8_float16", "int8_float32", "float16", "float32", "none")
 # ctranslate2.Translator(compute_type=...): the type the weights are converted to on load and computed in

@@ -7,13 +7,13 @@ import os
 
 from fairseq import checkpoint_utils
 
-from .checkpoints import (MULTILINGUAL, CheckpointError, load_state, model_args, plain_task_config,
+from ..checkpoints import (MULTILINGUAL, CheckpointError, load_state, model_args, plain_task_config,
                           save_plain_transformer, task_config)
-from .deploy import ct2
-from .models.sps_transformer import unrolled
-from .tasks.multi_simple_epoch import ExtraTrainDataConfig
-from .tasks.teacher_aware import TeacherConfig
-from .tasks.weight_distillation import PHASE1_TASKS, GeneratorConfig
+from . import ct2
+from ..models.sps_transformer import unrolled
+from ..tasks.multi_simple_epoch import ExtraTrainDataConfig
+from ..tasks.teacher_aware import TeacherConfig
+from ..tasks.weight_distillation import PHASE1_TASKS, GeneratorConfig
 
 PLUGIN_OPTIONS = {f.name for c in (TeacherConfig, ExtraTrainDataConfig, GeneratorConfig) for f in dataclasses.fields(c)}
 
@@ -100,7 +100,8 @@ def to_ctranslate2(path, output, quantization, teacher_path=None, data=None, vma
     if not (src and tgt) and os.path.isdir(data):
         src, tgt = infer_language_pair(data)
     if vmap is not None:
-        from .shortlist import dictionaries, read_vmap
+        from ..datasets.data_bin import dictionaries
+        from ..shortlist.vmap import read_vmap
 
         read_vmap(vmap, *dictionaries(data, src, tgt))
     ct2.convert(weights, args, data, src, tgt, output, quantization, vmap)
@@ -109,7 +110,7 @@ def to_ctranslate2(path, output, quantization, teacher_path=None, data=None, vma
 def multilingual_to_ctranslate2(weights, args, task_cfg, data, output, quantization):
     """A multilingual model as one CTranslate2 model for all its pairs: the source and target dictionaries
     with their language tokens exactly as fairseq's translation_multi_simple_epoch makes them from the
-    checkpoint's task options (multilingual.Languages: --fixed-dictionary, --source-dict/--target-dict or
+    checkpoint's task options (languages.Languages: --fixed-dictionary, --source-dict/--target-dict or
     `data`'s dict.LANG.txt, --lang-dict, --langtoks, ...), checked against the model's embedding rows
     before and against the written vocabularies, symbol by symbol, after the conversion; and every pair's
     language tokens (languages.json) with which decoding puts the source's first and forces the target's,
@@ -118,14 +119,14 @@ def multilingual_to_ctranslate2(weights, args, task_cfg, data, output, quantizat
     import shutil
     import tempfile
 
-    from . import multilingual
+    from .. import languages
 
     if task_cfg.get("lang_tok_replacing_bos_eos"):
         raise CheckpointError("--lang-tok-replacing-bos-eos models cannot be converted (CTranslate2 keeps </s> as "
                               "the first decoder token); retrain without it")
     if os.path.exists(output):
         raise ct2.DeployError(f"{output} exists; choose another --output")
-    langs = multilingual.Languages(task_cfg, data, where="the checkpoint's task options")
+    langs = languages.Languages(task_cfg, data, where="the checkpoint's task options")
     sides = (("source", langs.source_dictionary, ("encoder.embed_tokens.weight",)),
              ("target", langs.target_dictionary, ("decoder.embed_tokens.weight", "decoder.output_projection.weight")))
     for side, dictionary, keys in sides:
@@ -147,7 +148,7 @@ def multilingual_to_ctranslate2(weights, args, task_cfg, data, output, quantizat
         for side, dictionary, _ in sides:
             path = vocabularies["shared" if shared else side]
             with open(path, encoding="utf-8") as f:
-                multilingual.check_vocabulary(f"CTranslate2's {os.path.basename(path)}", json.load(f), dictionary)
+                languages.check_vocabulary(f"CTranslate2's {os.path.basename(path)}", json.load(f), dictionary)
         os.rename(staged, output)
     finally:
         shutil.rmtree(staged, ignore_errors=True)

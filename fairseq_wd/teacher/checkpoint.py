@@ -6,7 +6,7 @@ import os
 import torch
 from fairseq import models
 
-from .checkpoints import CheckpointError, load_state, model_args
+from ..checkpoints import CheckpointError, load_state, model_args
 
 logger = logging.getLogger(__name__)
 PREPROCESS_FLAG = {"source": "--srcdict", "target": "--tgtdict"}

@@ -11,7 +11,7 @@ from fairseq.data import Dictionary
 from fairseq.models import ARCH_CONFIG_REGISTRY
 from fairseq.models.transformer import TransformerModel
 
-from .checkpoints import CheckpointError, model_args
+from ..checkpoints import CheckpointError, model_args
 
 # DistilBART's LAYERS_TO_COPY (seq2seq-distillation/make_student.py): teacher depth -> student depth -> layers.
 LAYERS_TO_COPY = {

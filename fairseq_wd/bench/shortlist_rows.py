@@ -10,9 +10,10 @@ folder: a folder without that very file is decoded through a folder of links to 
 import os
 from dataclasses import dataclass
 
-from .. import shortlist as sl
-from ..decoding import decoder_for
-from ..deploy import ct2
+from ..datasets import data_bin
+from ..export import ct2
+from ..shortlist import vmap as sl
+from .decoding import decoder_for
 
 
 @dataclass
@@ -44,7 +45,7 @@ def parse(specs):
 def check(specs, data, subset, src, tgt, batch_size):
     """Reads every shortlist against the data-bin's dictionaries (VmapError naming the line) and measures
     its coverage of `subset`'s references at the bench's batching."""
-    src_dict, tgt_dict = sl.dictionaries(data, src, tgt)
+    src_dict, tgt_dict = data_bin.dictionaries(data, src, tgt)
     for spec in specs:
         shortlist = sl.Shortlist(sl.read_vmap(spec.path, src_dict, tgt_dict), src_dict, tgt_dict)
         spec.coverage = sl.coverage(shortlist, data, subset, batch_size)

@@ -1,1 +1,0 @@
-"""Serving students outside fairseq."""
