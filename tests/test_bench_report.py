@@ -49,6 +49,12 @@ def test_tables_name_rows_by_number():
     assert f"| #4 {NAMES[3]} | 2.0% | 1.0% | 0.0% | 0.970 |" in md
     assert "| 7 | 80.0 | 10.0 | a \\| b | r | x |   |" in md, "a | inside a sentence is escaped"
     assert "one-time cost it kept off, median: fairseq-generate 0.500s, CTranslate2 0.500s" in md
+    half = report()
+    half["models"][0]["weights_bytes"] = 2 * half["models"][0]["params"]  # a teacher stored in float16
+    half["models"][1]["weights_bytes"] = 4 * half["models"][1]["params"]
+    rows = markdown_table(half).splitlines()
+    assert "| 4.00M | 1.00 | 10.0 (float16) |" in rows[2] and "| 3.00M | 0.75 | 9.0 |" in rows[3], \
+        "a half-precision checkpoint's size says its dtype"
 
 
 def test_plot_numbers_the_markers_and_names_them_below(tmp_path):

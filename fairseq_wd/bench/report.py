@@ -22,7 +22,7 @@ def markdown_table(report):
     for n, m in enumerate(models, 1):
         params = f"{m['params'] / 1e6:.2f}M" if m["params"] else "-"
         ratio = f"{m['size_ratio']:.2f}" if m["size_ratio"] else "-"
-        lines.append(f"| {n} | {m['name']} | {len(m['seeds'])} | {params} | {ratio} | {m['weights_mb']:.1f} | "
+        lines.append(f"| {n} | {m['name']} | {len(m['seeds'])} | {params} | {ratio} | {weights(m)} | "
                      f"{score(m['bleu'], m['bleu_sd'])} | {m['bleu_vs_first']:+.2f} | "
                      f"{score(m['chrf'], m['chrf_sd'])} | "
                      f"{m['sentences_per_s']:.1f} | {m['tokens_per_s']:.0f} | {m['speedup']:.2f}x |")
@@ -34,7 +34,8 @@ def markdown_table(report):
                  f"speed: median of {s['repeats']} runs of the first seed, the model order rotating between runs, "
                  f"each run's first batch decoded once untimed before its clock ({warmup(models)}). "
                  "BLEU, chrF: mean +- sd over a row's seeds. weights MB: a checkpoint's parameters at the dtype "
-                 "stored (tied embeddings once, no optimizer state), a CTranslate2 folder's model.bin. "
+                 "stored, float32 unless the cell says float16 (tied embeddings once, no optimizer state), a "
+                 "CTranslate2 folder's model.bin. "
                  f"sacrebleu BLEU {s['sacrebleu']}, chrF {s['sacrebleu_chrf']}")
     if s.get("timed"):
         lines.append(f"Timed: {s['timed']}.")
@@ -43,6 +44,13 @@ def markdown_table(report):
     number = {m["name"]: f"#{n} {m['name']}" for n, m in enumerate(models, 1)}
     return "\n".join(lines + shortlist_section(report, number) + significance_table(report, number)
                      + checks_table(models, number) + focus_section(report, number)) + "\n"
+
+
+def weights(m):
+    """The weights MB cell: a fairseq checkpoint stored in half precision says so (2 bytes a parameter), so
+    that it is not read as smaller than a float32 student of more parameters."""
+    half = m["params"] and m.get("weights_bytes") and m["weights_bytes"] <= 2 * m["params"]
+    return f"{m['weights_mb']:.1f}" + (" (float16)" if half else "")
 
 
 def score(mean, sd):
