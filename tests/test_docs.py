@@ -182,6 +182,16 @@ def path_errors(path):
         return [f"{rel(path)}:{n}: {m.group(0)}" for n, line in enumerate(f, 1) for m in ABSOLUTE.finditer(line)]
 
 
+MODULE = re.compile(r"`(fairseq_wd/[\w./-]*\w)")
+
+
+def module_errors(path):
+    """Code paths named in `backticks` (fairseq_wd/...) that do not exist: a page left behind a move."""
+    with open(path, encoding="utf-8") as f:
+        return [f"{rel(path)}:{n}: {m.group(1)} does not exist" for n, line in enumerate(f, 1)
+                for m in MODULE.finditer(line) if not os.path.exists(os.path.join(REPO, m.group(1)))]
+
+
 def stale(cli_md):
     with open(cli_md, encoding="utf-8") as f:
         return f.read() != reference.render()
@@ -204,6 +214,12 @@ def test_cli_reference_is_up_to_date():
     assert not stale(os.path.join(REPO, "docs", "cli.md")), "docs/cli.md is stale: python -m fairseq_wd.cli.reference"
 
 
+@pytest.mark.parametrize("path", COMMAND_PAGES, ids=rel)
+def test_every_code_path_named_exists(path):
+    errors = module_errors(path)
+    assert not errors, "\n".join(errors)
+
+
 def test_no_machine_paths_in_the_docs():
     kept = glob.glob(os.path.join(REPO, "docs", "results", "**", "*.json"), recursive=True)
     errors = [e for p in [*LINK_PAGES, *kept] for e in path_errors(p)]
@@ -223,7 +239,8 @@ def test_every_check_fails_on_a_bad_page(tmp_path, monkeypatch):
         "OMP_NUM_THREADS=1 fairseq-wd-shortlist data-bin && fairseq-wd-nothing\n"
         "fairseq-wd-merge 'unclosed\n```\n\n"
         "```text\nfairseq-wd-merge --not-checked-in-text-blocks\n```\n"
-        "Written in /tmp/x and /home/me/y; data/wmt16_en_ro/work/bench is relative.\n")
+        "Written in /tmp/x and /home/me/y; data/wmt16_en_ro/work/bench is relative.\n"
+        "See `fairseq_wd/compat.py` and `fairseq_wd/decoding.py`.\n")
     assert link_errors(str(page)) == [f"{rel(str(page))}:4: missing.md: missing.md does not exist",
                                       f"{rel(str(page))}:4: other.md#nowhere: no heading #nowhere in "
                                       f"{rel(str(tmp_path / 'other.md'))}"]
@@ -234,6 +251,7 @@ def test_every_check_fails_on_a_bad_page(tmp_path, monkeypatch):
     assert "No closing quotation" in errors[3]
     assert [e.rsplit(": ", 1)[1] for e in path_errors(str(page))] == ["/tmp/", "/home/"]
     assert {"page", "other.md"} & slugs(str(page)) == {"page"}
+    assert [e.rsplit(": ", 1)[1] for e in module_errors(str(page))] == ["fairseq_wd/decoding.py does not exist"]
     cli = tmp_path / "cli.md"
     cli.write_text(reference.render().replace("--output", "--out", 1))
     assert stale(cli)
