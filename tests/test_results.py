@@ -58,3 +58,27 @@ def test_keep_cuts_machine_paths_and_keeps_what_merge_reads(tmp_path):
     assert record["machine"]["cores"] == os.cpu_count() and record["fairseq_wd"]
     with pytest.raises(FileExistsError):
         results.keep(bench, kept)
+
+
+def test_the_readme_results_are_the_kept_ones():
+    """The README's results at a glance come from docs/results/demo/merged.json: each row's BLEU (mean +- sd
+    over seeds) and speed-up, and WD minus KD with its spread."""
+    with open(os.path.join(REPO, "docs", "results", "demo", "merged.json")) as f:
+        merged = json.load(f)
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        glance = f.read().split("## Results at a glance")[1].split("\n## ")[0]
+    rows = {m["name"]: m for m in merged["models"]}
+
+    def bleu(name):
+        m = rows[name]
+        return f"{m['bleu']:.2f}" + (f" +- {m['bleu_sd']:.2f}" if m["bleu_sd"] is not None else "")
+
+    kd, wd = "TINY KD (orig+teacher-out, CE)", "TINY WD (orig+teacher-out, generator then CE)"
+    for label, name in (("teacher (shipped, 3-3 d128)", "teacher"), ("TINY KD baseline", kd), ("TINY WD", wd)):
+        line = next(line for line in glance.splitlines() if line.startswith(f"| {label} |"))
+        assert bleu(name) in line and f"{rows[name]['speed']['speedup']:.2f}x" in line, line
+    ct2 = rows[f"{wd}, CTranslate2 float32"]["speed"]["speedup"]
+    assert f"(CTranslate2: {ct2:.2f}x)" in glance
+    test = next(s["bleu"] for s in merged["significance"] if (s["model"], s["baseline"]) == (wd, kd))
+    p = max(s["p"] for s in test["per_seed"])
+    assert f"WD minus KD: {test['difference']:+.2f} +- {test['sd']:.2f} BLEU (p = {p:.3f} in each seed" in glance
