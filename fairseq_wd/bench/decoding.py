@@ -17,6 +17,9 @@ from ..export import ct2
 from .generate import BATCH, WARMUP
 
 USER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the decoding process imports this very plugin (the one USER_DIR names), not a fairseq_wd folder that
+# happens to lie in the working directory: python -P (3.11+) keeps the working directory off sys.path
+SAFE_PATH = ["-P"] if sys.version_info >= (3, 11) else []
 TIMED = ("per batch, fairseq-generate's generator on the collated batch (batches loaded in the decoding process, "
          "--num-workers 0, off the clock) and CTranslate2's translate_batch on the batch's token lists (built before "
          "the clock; the call includes CTranslate2's token-to-id and id-to-token lookups, as it takes and returns "
@@ -123,7 +126,7 @@ class FairseqDecoder(Decoder):
 
     def translate(self, test):
         s = self.settings
-        cmd = [sys.executable, "-m", "fairseq_wd.bench.generate", test.data, "--user-dir", USER_DIR, "--path", self.path,
+        cmd = [sys.executable, *SAFE_PATH, "-m", "fairseq_wd.bench.generate", test.data, "--user-dir", USER_DIR, "--path", self.path,
                "--gen-subset", test.subset, "--beam", str(s.beam), "--lenpen", str(s.lenpen),
                "--batch-size", str(s.batch_size), "--max-len-a", str(s.max_len_a), "--max-len-b", str(s.max_len_b),
                "--min-len", str(s.min_len), "--post-process", test.post_process, *s.generate_args,
