@@ -4,8 +4,6 @@ patience (`patience_flags`), and, read back from a finished training's log, what
 A training killed and resumed keeps its patience count through compat.py's `resume_patience` fix."""
 import os
 
-from .pipeline.curves import read_validations
-
 SELECT_BY = ("bleu", "loss")  # what chooses checkpoint_best.pt and stops a training under --patience
 PATIENCE_STOP = "early stop since valid performance hasn't improved"  # fairseq-train's log line
 
@@ -43,6 +41,8 @@ def patience_flags(patience, every, keep_epoch_validations=False):
 
 def stopped(log_path, cap):
     """What ended a training, from its train.log: {'by': 'patience' | 'the cap' | 'not finished', 'update'}."""
+    from .pipeline.curves import read_validations  # the recipes import this module; curves draw with matplotlib
+
     if not os.path.exists(log_path):
         return {"by": "not finished", "update": None}
     with open(log_path, encoding="utf-8", errors="replace") as f:
