@@ -5,6 +5,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import time
 import pytest
 
 from utils import BIN, run, toy_pair
+from test_gpu_check import gpu_check
 
 from fairseq import options
 from fairseq_wd.cli.pipeline import get_parser
@@ -200,6 +202,22 @@ def test_pipeline_runs_every_student_and_resumes(corpus, uninterrupted):
     back = run("fairseq-wd-pipeline", *corpus, "--methods", "wd,kd,layer-copy", "--work-dir", tmp_path / "work")
     assert "+ fairseq-train" not in back.stdout and back.stdout.count("taken back from") == 5
     assert (tmp_path / "work" / "results.md").read_text() == results
+
+def test_gpu_check_runs_its_cpu_parts(corpus, uninterrupted, tmp_path):
+    """`gpu_check.sh --cpu` over a copy of the run above, with its options: the pipeline finds every step
+    done, every part passes in fp32 on the CPU, the data-parallel step is skipped (no GPUs, no --ddp)."""
+    shutil.copytree(uninterrupted[0] / "work", tmp_path / "check" / "pipeline", symlinks=True)
+    proc = gpu_check(tmp_path, *corpus, "--test-size", "500", "--valid-size", "300")  # the pipeline's defaults
+    lines = re.findall(r"^(PASS|FAIL|SKIP) ([^:(\n]+)", proc.stdout, re.M)
+    assert proc.returncode == 0 and all(status != "FAIL" for status, _ in lines), proc.stdout + proc.stderr[-3000:]
+    assert "+ fairseq-" not in (tmp_path / "check" / "pipeline.log").read_text(), "the copied run, not a new one"
+    parts = [(status, part.strip()) for status, part in lines]
+    assert parts == [("PASS", "pipeline"), ("PASS", "teacher"), ("PASS", "distill-data"), ("PASS", "KD student"),
+                     ("PASS", "WD phase 1"), ("PASS", "WD phase 2"), ("PASS", "export"), ("PASS", "CTranslate2 on cpu"),
+                     ("PASS", "bench"), ("SKIP", "DDP WD phase 1")], proc.stdout
+    assert "PASS bench (footer: fairseq rows in fp32)" in proc.stdout
+    assert re.search(r"^gpu_check: 9 passed, 0 failed, 1 skipped in \d+s on cpu$", proc.stdout, re.M)
+
 
 def test_pipeline_data_of_a_given_teacher_uses_its_vocabulary(corpus, uninterrupted, tmp_path):
     """A teacher given with its dictionary and sentencepiece model (here the one packed above): the

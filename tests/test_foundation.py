@@ -91,6 +91,6 @@ def test_fairseq_commands_show_no_known_noise(data_bin, tmp_path):
             "--criterion", "label_smoothed_cross_entropy", *TRAIN_FLAGS]
     verbose = run("fairseq-train", *args, "--save-dir", tmp_path / "verbose", env={"FAIRSEQ_WD_VERBOSE": "1"})
     assert "version_base parameter is not specified" in verbose.stderr, "the noise this test looks for exists"
-    quiet = run("fairseq-train", *args, "--save-dir", tmp_path / "quiet")
+    quiet = run("fairseq-train", *args, "--save-dir", tmp_path / "quiet", fresh=True)
     shown = quiet.stdout + quiet.stderr
     assert "num_updates 2" in shown and "Warning" not in shown and "DEBUG" not in shown, shown[-3000:]

@@ -2,12 +2,12 @@
 import os
 import random
 import re
-import resource
-import signal
 import subprocess
 import sys
 
 import torch
+
+import warm_commands
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 USER_DIR = os.path.join(REPO, "fairseq_wd")
@@ -27,19 +27,19 @@ TRAIN_FLAGS = [
 ]
 
 
-def run(cmd, *args, env=None, check=True, disk_full_at=None):
+def run(cmd, *args, env=None, check=True, disk_full_at=None, fresh=False):
     """Runs a console script of this venv (fairseq-train, fairseq-wd-...) and returns its output.
-    `disk_full_at`: bytes after which every file write fails, as on a full disk (EFBIG, not ENOSPC)."""
+    `disk_full_at`: bytes after which every file write fails, as on a full disk (EFBIG, not ENOSPC).
+    The command starts warm (warm_commands.py) unless `env` is given or `fresh`: a new interpreter."""
     exe = os.path.join(BIN, cmd)
     full_env = dict(os.environ, PYTHONUNBUFFERED="1")
     full_env.update(env or {})
-
-    def fill_disk():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
-        resource.setrlimit(resource.RLIMIT_FSIZE, (disk_full_at, resource.RLIM_INFINITY))
-
-    proc = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=full_env, cwd=REPO,
-                          preexec_fn=fill_disk if disk_full_at else None)
+    if not fresh and warm_commands.warm(cmd, env):
+        code, out, err = warm_commands.run_warm(cmd, args, full_env, REPO, disk_full_at)
+        proc = subprocess.CompletedProcess([exe, *map(str, args)], code, out, err)
+    else:
+        proc = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=full_env, cwd=REPO,
+                              preexec_fn=(lambda: warm_commands.fill_disk(disk_full_at)) if disk_full_at else None)
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc
