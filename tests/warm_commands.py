@@ -1,8 +1,8 @@
 """Console scripts started from a warm interpreter: a process of their own, without the seconds of imports.
 
 Most of a test's time is fairseq commands starting: Python imports torch, scikit-learn (which
-fairseq's audio tasks import), hydra, and in a training torch's compiler at the optimizer's first
-step; the work itself takes well under a second on the toy data. Here a command runs its console
+fairseq's audio tasks import), hydra, and in a training torch's compiler (which torch's optimizers
+import when they are built); the work itself takes well under a second on the toy data. Here a command runs its console
 script's `main` in a process that multiprocessing's forkserver forks from an interpreter that has
 imported those libraries once, and nothing else: the command still imports fairseq and this plugin
 itself, configures its own logging and applies the plugin's patches as it would when started from
