@@ -1,7 +1,6 @@
 """fairseq_wd.bench.decoding as the bench uses it: tied weights counted once, unknown reference words escaped
 as fairseq's scorer does, the untimed warm-up of both decoders, and the rotating model order."""
 import re
-import subprocess
 
 import pytest
 import sacrebleu
@@ -109,20 +108,52 @@ def test_speed_is_the_generators_own_meter_with_the_loader_in_process(data_bin, 
     """fairseq logs its 'Translated ... sentences/s' line to whichever stream logging was configured on
     first (generate.py asks for stdout); the figures come from the generator's own per-batch meter, so
     they hold with that line on stdout, and fairseq-generate loads its batches in its own process."""
-    real, commands = subprocess.run, []
+    real, commands = decoding.GenerateProcess.run, []
 
-    def fairseq_logging_to_stdout(cmd, **kwargs):
-        proc = real(cmd, **kwargs)
-        commands.append(cmd)
-        logged = [line for line in proc.stderr.splitlines(True) if "Translated " in line]
+    def fairseq_logging_to_stdout(argv, env):
+        code, stdout, stderr = real(argv, env)
+        commands.append(argv)
+        logged = [line for line in stderr.splitlines(True) if "Translated " in line]
         assert logged, "fairseq's own speed line"
-        rest = "".join(line for line in proc.stderr.splitlines(True) if line not in logged)
-        return subprocess.CompletedProcess(cmd, proc.returncode, proc.stdout + "".join(logged), rest)
+        rest = "".join(line for line in stderr.splitlines(True) if line not in logged)
+        return code, stdout + "".join(logged), rest
 
-    monkeypatch.setattr(decoding.subprocess, "run", fairseq_logging_to_stdout)
+    monkeypatch.setattr(decoding.GenerateProcess, "run", fairseq_logging_to_stdout)
     test = testset.TestSet(str(data_bin), "test", "none")
     got = decoding.decoder_for(str(teacher), decoding.Settings(6, 1.0, 8, 0, 200, 1, 1, "cpu")).translate(test)
     assert len(got.batch_seconds) == 3 and got.sentences_per_s == pytest.approx(20 / sum(got.batch_seconds))
     assert got.tokens_per_s == pytest.approx((sum(got.lengths) + 20) / sum(got.batch_seconds)), "with </s>"
     cmd, = commands
     assert [v for k, v in zip(cmd, cmd[1:]) if k == "--num-workers"][-1] == "0"
+
+
+def test_fairseq_runs_share_one_generate_process(data_bin, teacher, tmp_path):
+    """Every fairseq run of a bench goes to one fairseq-generate process: a run there decodes as the first
+    did (another task and model in between), a failed run is its error and leaves the process serving,
+    and a process that died is started anew."""
+    test = testset.TestSet(str(data_bin), "test", "none")
+    settings = decoding.Settings(6, 1.0, 8, 0, 200, 1, 1, "cpu")
+    half = str(tmp_path / "half.pt")
+    state = load_state(teacher)
+    save_plain_transformer(half, state["model"], model_args(state), dtype=torch.float16)
+    vmap = tmp_path / "vmap.txt"
+    vmap.write_text("ana\tANA\n")
+    decoding.GenerateProcess.close_all()  # those of tests before in this process
+    try:
+        first = decoding.decoder_for(str(teacher), settings).translate(test)
+        process, = decoding.GenerateProcess.running.values()
+        shortlisted = decoding.decoder_for(half, settings, str(vmap)).translate(test)
+        assert shortlisted.hypotheses != first.hypotheses, "only ANA and the words always allowed"
+        with pytest.raises(decoding.DecodingError, match="fairseq-generate failed on .*missing.pt:(.|\n)*missing.pt"):
+            decoding.decoder_for(str(tmp_path / "missing.pt"), settings).translate(test)
+        again = decoding.decoder_for(str(teacher), settings).translate(test)
+        assert (again.hypotheses, again.lengths) == (first.hypotheses, first.lengths)
+        assert list(decoding.GenerateProcess.running.values()) == [process], "one process served every run"
+        process.proc.kill()
+        process.proc.wait()
+        after = decoding.decoder_for(str(teacher), settings).translate(test)
+        assert after.hypotheses == first.hypotheses and decoding.GenerateProcess.running[
+            next(iter(decoding.GenerateProcess.running))] is not process
+    finally:
+        decoding.GenerateProcess.close_all()
+    assert not decoding.GenerateProcess.running and process.proc.poll() is not None

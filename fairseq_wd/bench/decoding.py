@@ -1,13 +1,15 @@
-"""Decoding a test set with a model, timed: a fairseq checkpoint by fairseq-generate itself (in a fresh
-process: generate.py), a CTranslate2 folder by CTranslate2 with the same beam, length penalty, batches,
+"""Decoding a test set with a model, timed: a fairseq checkpoint by fairseq-generate itself (in a process
+of the bench's own: generate.py), a CTranslate2 folder by CTranslate2 with the same beam, length penalty, batches,
 length limits and threads, so that their hypotheses and speeds compare. Both decode their first batch
 once untimed before the clock starts, and both clocks time the same work (TIMED).
 """
 import dataclasses
+import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 
 import torch
 
@@ -120,35 +122,82 @@ def distinct_weights(state):
     return weights
 
 
+class GenerateProcess:
+    """One `python -m fairseq_wd.bench.generate` process (generate.serve) for fairseq-generate runs under
+    one environment, started at the first run; it ends when closed, or with the process that started it."""
+
+    running = {}  # environment items -> GenerateProcess
+
+    def __init__(self, env):
+        self.proc = subprocess.Popen([sys.executable, *SAFE_PATH, "-m", "fairseq_wd.bench.generate"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+    @classmethod
+    def run(cls, argv, env):
+        """fairseq-generate on `argv` (its own arguments) in the process for `env`: (exit code, stdout,
+        stderr) as a process of its own would give them; a run during which the process dies fails, and a
+        process found dead is started anew."""
+        key = tuple(sorted(env.items()))
+        if key not in cls.running or cls.running[key].proc.poll() is not None:
+            cls.running[key] = cls(env)
+        proc = cls.running[key].proc
+        with tempfile.TemporaryDirectory() as folder:
+            out, err = os.path.join(folder, "stdout"), os.path.join(folder, "stderr")
+            try:
+                proc.stdin.write(json.dumps({"argv": argv, "stdout": out, "stderr": err}) + "\n")
+                proc.stdin.flush()
+                answer = proc.stdout.readline()
+            except BrokenPipeError:
+                answer = ""
+            if answer:
+                code = int(answer)
+            else:
+                del cls.running[key]
+                code = proc.wait()
+            outputs = []
+            for path in (out, err):
+                outputs.append(open(path).read() if os.path.exists(path) else "")
+        return (code, *outputs)
+
+    @classmethod
+    def close_all(cls):
+        """Ends every process started (each ends as its stdin closes) and waits for them."""
+        while cls.running:
+            _, process = cls.running.popitem()
+            process.proc.stdin.close()
+            process.proc.wait()
+
+
 class FairseqDecoder(Decoder):
-    """fairseq-generate in a fresh process on the test set's pair (with the warm-up and the meter of
-    `warm_generate`), its batches loaded in that process (--num-workers 0), timed per batch."""
+    """fairseq-generate on the test set's pair (with the warm-up and the meter of `warm_generate`), its
+    batches loaded in the decoding process (--num-workers 0), timed per batch; every fairseq row with the
+    same threads runs in the same `GenerateProcess`, its model loaded anew for each run."""
 
     def translate(self, test):
         s = self.settings
-        cmd = [sys.executable, *SAFE_PATH, "-m", "fairseq_wd.bench.generate", test.data, "--user-dir", USER_DIR, "--path", self.path,
-               "--gen-subset", test.subset, "--beam", str(s.beam), "--lenpen", str(s.lenpen),
-               "--batch-size", str(s.batch_size), "--max-len-a", str(s.max_len_a), "--max-len-b", str(s.max_len_b),
-               "--min-len", str(s.min_len), "--post-process", test.post_process, *s.generate_args,
-               "--source-lang", test.src, "--target-lang", test.tgt, "--num-workers", "0"]
+        args = [test.data, "--user-dir", USER_DIR, "--path", self.path,
+                "--gen-subset", test.subset, "--beam", str(s.beam), "--lenpen", str(s.lenpen),
+                "--batch-size", str(s.batch_size), "--max-len-a", str(s.max_len_a), "--max-len-b", str(s.max_len_b),
+                "--min-len", str(s.min_len), "--post-process", test.post_process, *s.generate_args,
+                "--source-lang", test.src, "--target-lang", test.tgt, "--num-workers", "0"]
         if self.shortlist:  # the plugin's task decodes over each batch's candidates; any checkpoint loads in it
-            cmd += ["--task", "distillation", "--shortlist", self.shortlist]
+            args += ["--task", "distillation", "--shortlist", self.shortlist]
         if s.device == "cpu":
-            cmd.append("--cpu")
+            args.append("--cpu")
         env = dict(os.environ, OMP_NUM_THREADS=str(s.threads), MKL_NUM_THREADS=str(s.threads))
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            raise DecodingError(f"fairseq-generate failed on {self.path}:\n{proc.stderr[-3000:]}")
-        batches = [(float(t), int(n)) for t, n in re.findall(rf"^{BATCH} ([\d.]+) (\d+)$", proc.stderr, re.M)]
+        code, stdout, stderr = GenerateProcess.run(args, env)
+        if code != 0:
+            raise DecodingError(f"fairseq-generate failed on {self.path}:\n{stderr[-3000:]}")
+        batches = [(float(t), int(n)) for t, n in re.findall(rf"^{BATCH} ([\d.]+) (\d+)$", stderr, re.M)]
         if not batches:
-            raise DecodingError(f"fairseq-generate timed no batch for {self.path}:\n{proc.stderr[-3000:]}")
+            raise DecodingError(f"fairseq-generate timed no batch for {self.path}:\n{stderr[-3000:]}")
         seconds = [t for t, _ in batches]
         hyps, lengths = {}, {}
-        for i, h in re.findall(r"^D-(\d+)\t\S+\t(.*)$", proc.stdout, re.M):
+        for i, h in re.findall(r"^D-(\d+)\t\S+\t(.*)$", stdout, re.M):
             hyps.setdefault(int(i), h)  # the best, should --nbest print more
-        for i, scores in re.findall(r"^P-(\d+)\t(.*)$", proc.stdout, re.M):
+        for i, scores in re.findall(r"^P-(\d+)\t(.*)$", stdout, re.M):
             lengths.setdefault(int(i), len(scores.split()) - 1)  # a score per token, </s> included
-        warmup = re.search(rf"^{WARMUP} ([\d.]+)$", proc.stderr, re.M)
+        warmup = re.search(rf"^{WARMUP} ([\d.]+)$", stderr, re.M)
         return Decoded(self.complete(hyps, test), self.complete(lengths, test), len(test) / sum(seconds),
                        sum(n for _, n in batches) / sum(seconds), float(warmup.group(1)) if warmup else None, seconds)
 
@@ -209,19 +258,23 @@ def rotation(names, round_):
 def decode_rows(rows, test, repeats, log=None):
     """`rows`: {name: [Decoder of each seed]}. Every row's first seed is decoded `repeats` times, the
     rows rotating (`rotation`); its first decoding gives that seed's hypotheses. The other seeds are
-    decoded once, for quality only. Returns ({name: [Decoded per seed]}, {name: [timed Decoded]})."""
+    decoded once, for quality only. Returns ({name: [Decoded per seed]}, {name: [timed Decoded]}); the
+    fairseq-generate process is ended on return."""
     names = list(rows)
     timed = {name: [] for name in names}
-    for r in range(repeats):
-        for name in rotation(names, r):
-            if log:
-                log(f"run {r + 1}/{repeats}, {name}")
-            timed[name].append(rows[name][0].translate(test))
-    seeds = {}
-    for name in names:
-        seeds[name] = [timed[name][0]]
-        for k, decoder in enumerate(rows[name][1:], 2):
-            if log:
-                log(f"{name}, seed {k}/{len(rows[name])} (quality only)")
-            seeds[name].append(decoder.translate(test))
+    try:
+        for r in range(repeats):
+            for name in rotation(names, r):
+                if log:
+                    log(f"run {r + 1}/{repeats}, {name}")
+                timed[name].append(rows[name][0].translate(test))
+        seeds = {}
+        for name in names:
+            seeds[name] = [timed[name][0]]
+            for k, decoder in enumerate(rows[name][1:], 2):
+                if log:
+                    log(f"{name}, seed {k}/{len(rows[name])} (quality only)")
+                seeds[name].append(decoder.translate(test))
+    finally:
+        GenerateProcess.close_all()
     return seeds, timed

@@ -1,8 +1,13 @@
-"""fairseq-generate as the bench runs it (`python -m fairseq_wd.bench.generate ARGS`, fairseq-generate's
-own arguments): its first batch is decoded once untimed, and each timed batch's seconds and tokens are
-printed to stderr for the bench to read."""
+"""fairseq-generate as the bench runs it, in `python -m fairseq_wd.bench.generate`: one process that runs
+fairseq-generate once per request (`serve`), so that Python, torch and fairseq are imported once per bench,
+not once per run. Each run's first batch is decoded once untimed, and each timed batch's seconds and
+tokens are printed to stderr for the bench to read."""
+import contextlib
+import json
+import os
 import sys
 import time
+import traceback
 
 WARMUP, BATCH = "fairseq-wd warm-up seconds:", "fairseq-wd batch seconds, tokens:"
 
@@ -11,7 +16,8 @@ def warm_generate():
     """fairseq-generate's own main on sys.argv. Whatever the task's inference_step, the generator decodes
     the first batch once before the clock starts (the clock restarts after that warm-up); the warm-up's
     seconds, then each timed batch's seconds and output tokens (</s> included) go to stderr, the meter
-    the bench reads (not fairseq's log, whose stream depends on which module configured logging first)."""
+    the bench reads (not fairseq's log, whose stream depends on which module configured logging first).
+    fairseq-generate's module is as it was once this returns."""
     import fairseq_cli.generate as generate
     from fairseq.logging.meters import StopwatchMeter
 
@@ -43,7 +49,7 @@ def warm_generate():
         generator.generate = generate_warm
         return generator
 
-    setup_task = generate.tasks.setup_task
+    meter, setup_task = generate.StopwatchMeter, generate.tasks.setup_task
 
     def setup_warm(*args, **kwargs):
         task = setup_task(*args, **kwargs)
@@ -52,8 +58,61 @@ def warm_generate():
         return task
 
     generate.StopwatchMeter, generate.tasks.setup_task = Clock, setup_warm
-    generate.cli_main()
+    try:
+        generate.cli_main()
+    finally:
+        generate.StopwatchMeter, generate.tasks.setup_task = meter, setup_task
+
+
+@contextlib.contextmanager
+def output_to(stdout, stderr):
+    """File descriptors 1 and 2 (Python's prints and the libraries' own writes alike) go to these files."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    for fd, path in ((1, stdout), (2, stderr)):
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(target, fd)
+        os.close(target)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, old in zip((1, 2), saved):
+            os.dup2(old, fd)
+            os.close(old)
+
+
+def run_once(argv):
+    """`warm_generate` on fairseq-generate arguments `argv`: the exit code a process of its own would
+    end with (a traceback on stderr for an error, as Python prints one)."""
+    sys.argv = ["fairseq-generate", *argv]
+    try:
+        warm_generate()
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            return e.code or 0
+        print(e.code, file=sys.stderr)
+        return 1
+    except Exception:  # noqa: BLE001 (reported as the exit code and traceback of a failed process)
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+def serve():
+    """Each stdin line, {"argv": [...], "stdout": PATH, "stderr": PATH}, is one fairseq-generate run with
+    its output in those files; its exit code is answered on a line of stdout once the run is done. Ends at
+    the end of stdin (the bench closed it, or ended)."""
+    answers = os.fdopen(os.dup(1), "w")
+    for line in sys.stdin:
+        request = json.loads(line)
+        with output_to(request["stdout"], request["stderr"]):
+            code = run_once(request["argv"])
+        answers.write(f"{code}\n")
+        answers.flush()
 
 
 if __name__ == "__main__":
-    warm_generate()
+    serve()

@@ -1,9 +1,10 @@
 """`fairseq-wd-bench`: BLEU, chrF and decoding speed of several checkpoints under identical settings.
 
 Each model is decoded by `fairseq-generate` itself (beam 6, lenpen 1.0, batch 64 by default, as the
-WD authors; same threads for all), `--repeats` times, the model order rotating between rounds so
-that machine drift hits every model alike; speed is the median of fairseq-generate's own per-batch timer
-around its generator, its first batch decoded once untimed before (a fresh process's one-time costs). A
+WD authors; same threads for all; one process runs every fairseq-generate of the bench, each loading its
+model anew), `--repeats` times, the model order rotating between rounds so that machine drift hits every
+model alike; speed is the median of fairseq-generate's own per-batch timer around its generator, its
+first batch decoded once untimed before (the run's one-time costs). A
 CTranslate2 folder (`fairseq-wd-export --to ctranslate2`) is decoded by CTranslate2 with the same beam,
 length penalty, batches, length limits (--max-len-a/-b, --min-len), threads and warm-up, timed around its
 translate calls on inputs built before the clock (bench/decoding.py: TIMED says what both clocks hold).
