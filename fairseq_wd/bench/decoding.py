@@ -166,6 +166,7 @@ class GenerateProcess:
             _, process = cls.running.popitem()
             process.proc.stdin.close()
             process.proc.wait()
+            process.proc.stdout.close()
 
 
 class FairseqDecoder(Decoder):

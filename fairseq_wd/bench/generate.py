@@ -104,8 +104,10 @@ def run_once(argv):
 def serve():
     """Each stdin line, {"argv": [...], "stdout": PATH, "stderr": PATH}, is one fairseq-generate run with
     its output in those files; its exit code is answered on a line of stdout once the run is done. Ends at
-    the end of stdin (the bench closed it, or ended)."""
+    the end of stdin (the bench closed it, or ended). Between runs stdout goes to stderr, so that nothing
+    but the answers reaches the bench's pipe."""
     answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
     for line in sys.stdin:
         request = json.loads(line)
         with output_to(request["stdout"], request["stderr"]):
