@@ -152,8 +152,8 @@ def test_fairseq_runs_share_one_generate_process(data_bin, teacher, tmp_path):
         process.proc.kill()
         process.proc.wait()
         after = decoding.decoder_for(str(teacher), settings).translate(test)
-        assert after.hypotheses == first.hypotheses and decoding.GenerateProcess.running[
-            next(iter(decoding.GenerateProcess.running))] is not process
+        replacement, = decoding.GenerateProcess.running.values()
+        assert after.hypotheses == first.hypotheses and replacement is not process
     finally:
         decoding.GenerateProcess.close_all()
     assert not decoding.GenerateProcess.running and process.proc.poll() is not None
