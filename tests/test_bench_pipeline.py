@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+import warm_commands
 from utils import BIN, run, toy_pair
 from test_gpu_check import gpu_check
 
@@ -219,9 +220,12 @@ def test_gpu_check_runs_its_cpu_parts(corpus, uninterrupted, tmp_path):
     assert re.search(r"^gpu_check: 9 passed, 0 failed, 1 skipped in \d+s on cpu$", proc.stdout, re.M)
 
 
-def test_pipeline_data_of_a_given_teacher_uses_its_vocabulary(corpus, uninterrupted, tmp_path):
+def test_pipeline_data_of_a_given_teacher_uses_its_vocabulary(corpus, uninterrupted, tmp_path, monkeypatch):
     """A teacher given with its dictionary and sentencepiece model (here the one packed above): the
-    corpus is encoded and binarized with those, not with a new vocabulary of the same size."""
+    corpus is encoded and binarized with those, not with a new vocabulary of the same size. Its command
+    starts through $FAIRSEQ_WD_LAUNCHER."""
+    launched = tmp_path / "launched.txt"
+    monkeypatch.setenv("FAIRSEQ_WD_LAUNCHER", f"sh -c 'echo \"$@\" >> {launched}; exec \"$@\"' launcher")
     packed = uninterrupted[0] / "packed"
     args = get_parser().parse_args([*map(str, corpus), "--teacher", str(packed / "checkpoint.pt"),
                                     "--work-dir", str(tmp_path)])
@@ -230,6 +234,7 @@ def test_pipeline_data_of_a_given_teacher_uses_its_vocabulary(corpus, uninterrup
     assert (tmp_path / "spm.model").read_bytes() == (packed / "spm.model").read_bytes()
     for lang in ("src", "tgt"):
         assert (tmp_path / "data-bin" / f"dict.{lang}.txt").read_text() == (packed / "dict.txt").read_text()
+    assert launched.read_text().startswith(os.path.join(BIN, "fairseq-preprocess") + " --source-lang src ")
 
 
 # kill -9 of the pipeline and the command it runs (its process group), as a crash or the OOM killer:
@@ -246,7 +251,7 @@ def kill_during(args, marker, training=None):
     work = args[args.index("--work-dir") + 1]
     proc = subprocess.Popen([os.path.join(BIN, "fairseq-wd-pipeline"), *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                            env=dict(os.environ, PYTHONUNBUFFERED="1", **warm_commands.launcher_environment()))
     seen, lines = threading.Event(), []
 
     def read():  # drains the pipe, so that a command waiting to write does not stall

@@ -10,6 +10,7 @@ import sys
 import torch
 from torch.overrides import TorchFunctionMode
 
+import warm_commands
 from utils import BIN, REPO, STUDENT, USER_DIR
 
 import fairseq_wd  # noqa: F401
@@ -72,7 +73,8 @@ def test_bench_footer_says_the_fairseq_rows_precision():
 def gpu_check(tmp_path, *pipeline_args, timeout=900):
     return subprocess.run(["bash", SCRIPT, "--cpu", "--work-dir", str(tmp_path / "check"), "--", *pipeline_args],
                           capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, OMP_NUM_THREADS="1", PATH=f"{BIN}:{os.environ['PATH']}"))
+                          env=dict(os.environ, OMP_NUM_THREADS="1", PATH=f"{BIN}:{os.environ['PATH']}",
+                                   **warm_commands.launcher_environment()))
 
 
 def test_gpu_check_fails_when_the_pipeline_fails(tmp_path):

@@ -30,7 +30,7 @@ TRAIN_FLAGS = [
 def run(cmd, *args, env=None, check=True, disk_full_at=None, fresh=False):
     """Runs a console script of this venv (fairseq-train, fairseq-wd-...) and returns its output.
     `disk_full_at`: bytes after which every file write fails, as on a full disk (EFBIG, not ENOSPC).
-    The command starts warm (warm_commands.py) unless `env` is given or `fresh`: a new interpreter."""
+    The command starts warm (warm_commands.py) unless `fresh` (or `env` sets PYTHON*): a new interpreter."""
     exe = os.path.join(BIN, cmd)
     full_env = dict(os.environ, PYTHONUNBUFFERED="1")
     full_env.update(env or {})

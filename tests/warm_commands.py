@@ -2,27 +2,43 @@
 
 Most of a test's time is fairseq commands starting: Python imports torch, scikit-learn (which
 fairseq's audio tasks import), hydra, and in a training torch's compiler (which torch's optimizers
-import when they are built); the work itself takes well under a second on the toy data. Here a command runs its console
-script's `main` in a process that multiprocessing's forkserver forks from an interpreter that has
-imported those libraries once, and nothing else: the command still imports fairseq and this plugin
-itself, configures its own logging and applies the plugin's patches as it would when started from
-its script; its argv, environment, working directory, output and exit code are its own. A command
-run with an environment of its own (`run(..., env=...)`), or with FAIRSEQ_WD_COLD_COMMANDS=1 set for
-the suite, starts a fresh interpreter: what the libraries do on import then shows in its output.
+import when they are built); the work itself takes well under a second on the toy data. Here a server,
+one per test process, imports those libraries once and nothing else, and forks a process per command:
+the command still imports fairseq and this plugin itself, configures its own logging and applies the
+plugin's patches as it would when started from its script; its argv, environment, working directory,
+stdin, stdout, stderr and exit code are its own, it runs in a process group of its own, and that group
+is killed when whoever asked for the command dies. Commands reach the server through `run_warm`
+(utils.run) and through warm_client.py: the commands a warm command runs in turn go through it
+(`launcher_environment`: the pipeline's, by FAIRSEQ_WD_LAUNCHER; a script's, by `client_folder` on
+its PATH). A command run with `fresh=True`, with PYTHON* variables of its own, or with
+FAIRSEQ_WD_COLD_COMMANDS=1 set for the suite, starts a fresh interpreter: what the libraries do on
+import then shows in its output.
 """
+import atexit
 import importlib
 import importlib.metadata
-import multiprocessing
+import io
+import json
 import os
 import resource
+import select
+import shlex
 import signal
+import socket
+import subprocess
 import sys
 import tempfile
+import threading
+import traceback
 
-# imported once, in the forkserver: the libraries fairseq and the plugin import, none of which sets up logging
+import warm_client
+
+# imported once, in the server: the libraries fairseq and the plugin import, none of which sets up logging
 PRELOAD = ["torch", "torch._dynamo", "numpy", "scipy.stats", "sklearn.metrics", "sacrebleu", "omegaconf", "hydra",
            "sentencepiece", "ctranslate2", "matplotlib"]
-_context = None
+CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "warm_client.py")
+BIN = os.path.dirname(sys.executable)
+_server = {}
 
 
 def entry_point(cmd):
@@ -32,8 +48,10 @@ def entry_point(cmd):
 
 
 def warm(cmd, env):
-    """Whether `cmd` may start warm: a console script of this venv, run with the suite's environment."""
-    return not env and not os.environ.get("FAIRSEQ_WD_COLD_COMMANDS") and entry_point(cmd) is not None
+    """Whether `cmd` may start warm: a console script of this venv, with no variable in `env` that the
+    interpreter reads as it starts (PYTHON*: the server's interpreter has started already)."""
+    return (not any(name.startswith("PYTHON") for name in env or {}) and not os.environ.get("FAIRSEQ_WD_COLD_COMMANDS")
+            and entry_point(cmd) is not None)
 
 
 def fill_disk(at):
@@ -42,35 +60,155 @@ def fill_disk(at):
     resource.setrlimit(resource.RLIMIT_FSIZE, (at, resource.RLIM_INFINITY))
 
 
-def _main(module, function, argv, environ, cwd, out, err, disk_full_at):
-    os.environ.clear()
-    os.environ.update(environ)
-    os.chdir(cwd)
-    if disk_full_at:
-        fill_disk(disk_full_at)
-    for fd, path in ((1, out), (2, err)):
-        target = os.open(path, os.O_WRONLY)
-        os.dup2(target, fd)
-        os.close(target)
-    sys.argv = argv
-    main = getattr(importlib.import_module(module), function)
-    sys.exit(main())
+# -- this test process's side ----------------------------------------------------------------------------
+def address():
+    """The socket of this test process's server, started on first use; it ends when this process does."""
+    if not _server:
+        folder = tempfile.mkdtemp(prefix="fairseq-wd-warm-")
+        path = os.path.join(folder, "server")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        listener.listen(64)  # requests wait here while the server imports
+        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), str(listener.fileno())],
+                                stdin=subprocess.PIPE, pass_fds=[listener.fileno()])
+        listener.close()
+        atexit.register(proc.stdin.close)  # the server's end of input: it exits
+        _server.update(process=proc, address=path)
+    return _server["address"]
+
+
+def launcher_environment():
+    """The environment under which a command's own commands start warm too."""
+    return {warm_client.ADDRESS: address(),
+            "FAIRSEQ_WD_LAUNCHER": shlex.join([sys.executable, "-S", CLIENT])}
+
+
+def client_folder():
+    """A folder of scripts named as this venv's console scripts, each starting its command warm: put
+    first on the PATH of a script (with `launcher_environment()`) whose commands should start warm."""
+    if "folder" not in _server:
+        folder = tempfile.mkdtemp(prefix="fairseq-wd-warm-bin-")
+        for ep in importlib.metadata.entry_points(group="console_scripts"):
+            path = os.path.join(folder, ep.name)
+            with open(path, "w") as f:
+                f.write(f"#!/bin/sh\nexec {shlex.join([sys.executable, '-S', CLIENT, os.path.join(BIN, ep.name)])} \"$@\"\n")
+            os.chmod(path, 0o755)
+        _server["folder"] = folder
+    return _server["folder"]
 
 
 def run_warm(cmd, args, environ, cwd, disk_full_at=None):
-    """Runs console script `cmd` with `args` in a forked warm process: (returncode, stdout, stderr)."""
-    global _context
-    if _context is None:
-        _context = multiprocessing.get_context("forkserver")
-        _context.set_forkserver_preload(PRELOAD)
-    module, function = entry_point(cmd)
-    with tempfile.TemporaryDirectory() as folder:
-        out, err = os.path.join(folder, "stdout"), os.path.join(folder, "stderr")
-        for path in (out, err):
-            open(path, "w").close()
-        argv = [os.path.join(os.path.dirname(sys.executable), cmd), *map(str, args)]
-        proc = _context.Process(target=_main, args=(module, function, argv, environ, str(cwd), out, err, disk_full_at))
-        proc.start()
-        proc.join()
-        with open(out) as o, open(err) as e:
-            return proc.exitcode, o.read(), e.read()
+    """Runs console script `cmd` with `args` in a process the server forks: (returncode, stdout, stderr)."""
+    argv = [os.path.join(BIN, cmd), *map(str, args)]
+    env = {**environ, **launcher_environment()}
+    with open(os.devnull) as stdin, tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = warm_client.request(argv, env, str(cwd), [stdin.fileno(), out.fileno(), err.fileno()], disk_full_at)
+        assert started is not None, f"the warm server did not take {cmd}"
+        code = warm_client.exit_code(started[0])
+        out.seek(0)
+        err.seek(0)
+        return code, out.read(), err.read()
+
+
+# -- the server ----------------------------------------------------------------------------------------------
+def serve(listener):
+    """Imports PRELOAD, then forks a process per request until its stdin ends."""
+    for name in PRELOAD:
+        importlib.import_module(name)
+    scripts = {ep.name: (ep.module, ep.attr) for ep in importlib.metadata.entry_points(group="console_scripts")}
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the commands are nobody's to wait for
+    while True:
+        ready, _, _ = select.select([listener, sys.stdin], [], [])
+        if sys.stdin in ready and not os.read(sys.stdin.fileno(), 1):
+            return
+        if listener in ready:
+            conn, _ = listener.accept()
+            if os.fork() == 0:
+                listener.close()
+                command(conn, scripts)
+            conn.close()
+
+
+def command(conn, scripts):
+    """In a forked process: runs the requested console script as its script would, answers its exit
+    code, and exits; answers -1 (and runs nothing) when the request is no console script of this venv."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    header, fds, _, _ = socket.recv_fds(conn, warm_client.CODE.size, 3)
+    request = json.loads(warm_client.receive(conn, warm_client.CODE.unpack(header)[0]))
+    argv = request["argv"]
+    script = scripts.get(os.path.basename(argv[0])) if os.path.dirname(argv[0]) == BIN else None
+    if script is None:
+        conn.sendall(warm_client.CODE.pack(-1))
+        os._exit(0)
+    os.setpgid(0, 0)
+    conn.sendall(warm_client.CODE.pack(os.getpid()))
+    threading.Thread(target=die_with, args=(conn,), daemon=True).start()
+    become(request, fds)
+    code = 1
+    try:
+        code = run_script(*script)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            threading._shutdown()  # as the interpreter at its end: join the command's threads, run atexit
+            atexit._run_exitfuncs()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            conn.sendall(warm_client.CODE.pack(code))
+            os._exit(code)
+
+
+def die_with(conn):
+    """Kills this command's process group once whoever asked for the command is gone."""
+    try:
+        conn.recv(1)
+    except OSError:
+        pass
+    os.killpg(0, signal.SIGKILL)
+
+
+def become(request, fds):
+    """This process takes the request's stdin, stdout, stderr, environment, directory and argv."""
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.chdir(request["cwd"])
+    sys.argv = request["argv"]
+    sys.path.insert(0, os.path.dirname(sys.argv[0]))  # a script's folder, as when started from it
+    unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))
+    encoding = sys.stdout.encoding
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding)
+
+    def output(fd, errors, line_buffering):
+        raw = io.FileIO(fd, "w", closefd=False)
+        return io.TextIOWrapper(raw if unbuffered else io.BufferedWriter(raw), encoding, errors,
+                                line_buffering=line_buffering or os.isatty(fd), write_through=unbuffered)
+
+    sys.stdout = sys.__stdout__ = output(1, "strict", False)
+    sys.stderr = sys.__stderr__ = output(2, "backslashreplace", True)
+    if "OMP_NUM_THREADS" in os.environ:
+        import torch
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    if request["disk_full_at"]:
+        fill_disk(request["disk_full_at"])
+
+
+def run_script(module, function):
+    """Console script `module:function`'s exit code, as `sys.exit(function())` gives it."""
+    try:
+        result = getattr(importlib.import_module(module), function)()
+    except SystemExit as e:
+        result = e.code
+    if result is None or isinstance(result, int):
+        return result or 0
+    print(result, file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.path.pop(0)  # this folder: not on a command's path
+    serve(socket.socket(fileno=int(sys.argv[1])))

@@ -9,6 +9,7 @@ checkpoint_last.pt, distill-data from its finished chunks).
 """
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -17,6 +18,14 @@ from . import jobs, keys
 from .inputs import PACKAGE
 
 BIN = os.path.dirname(sys.executable)
+LAUNCHER = "FAIRSEQ_WD_LAUNCHER"
+
+
+def command(*cmd):
+    """The argv that runs `cmd`: its first word as this venv's console script (else as found on PATH),
+    after the words of $FAIRSEQ_WD_LAUNCHER when that is set (e.g. `nice -n 10`, `numactl -N 0`)."""
+    exe = os.path.join(BIN, cmd[0])
+    return [*shlex.split(os.environ.get(LAUNCHER, "")), exe if os.path.exists(exe) else cmd[0], *map(str, cmd[1:])]
 
 
 class StepRunner:
@@ -163,8 +172,7 @@ class StepRunner:
         """Runs a command of this venv; with `log`, the command appends its output to that file itself
         (the learning curves: a kill of the pipeline loses none of it), shown as it grows."""
         print("+", " ".join(map(str, cmd)), flush=True)
-        exe = os.path.join(BIN, cmd[0])
-        argv = [exe if os.path.exists(exe) else cmd[0], *map(str, cmd[1:])]
+        argv = command(*cmd)
         env = jobs.environment(self.jobs)
         if log is None:
             subprocess.run(argv, check=True, env=env)
