@@ -140,10 +140,11 @@ PIPELINE_UPDATES = 20  # per student; WD: 10 + 10
 def uninterrupted(corpus, tmp_path_factory):
     """The pipeline run once from start to end, its students two at a time: (its work dir, its output).
     The reruns below without --jobs find every step done (the same keys), and the killed run, one
-    student at a time, gives the same hypotheses and curves."""
+    student at a time, gives the same hypotheses and curves. This run and every command it runs start
+    in new interpreters, as for a user (the suite's other pipelines start their commands warm)."""
     folder = tmp_path_factory.mktemp("pipeline")
     proc = run("fairseq-wd-pipeline", *corpus, "--methods", "wd,kd,layer-copy", "--work-dir", folder / "work",
-               "--pack-teacher", folder / "packed", "--jobs", "2")
+               "--pack-teacher", folder / "packed", "--jobs", "2", fresh=True)
     return folder, proc.stdout
 
 
@@ -311,6 +312,13 @@ def test_pipeline_commands_of_every_method(tmp_path, monkeypatch):
     assert kd.data == wd1.data == wd2.data and kd.criterion == wd2.criterion == "label_smoothed_cross_entropy"
     assert trainings["seq_kd"].data == "kd-bin" and trainings["scratch"].task == "translation"
     assert ["fairseq-wd-init-student", "fairseq-wd-export"] == [c[0] for c in commands if c[0] != "fairseq-train"]
+
+
+def test_a_failed_step_is_named_by_its_command(corpus, tmp_path):
+    """Through FAIRSEQ_WD_LAUNCHER (set by `run`), the message names the fairseq command, not the launcher."""
+    proc = run("fairseq-wd-pipeline", *corpus, "--work-dir", tmp_path, "--train-args=--no-such-option", check=False)
+    assert proc.returncode == 1 and "fairseq-wd-pipeline: step failed (fairseq-train " in proc.stderr, proc.stderr[-2000:]
+    assert "--no-such-option" in proc.stderr
 
 
 def test_pipeline_refuses_unknown_methods(tmp_path):

@@ -2,7 +2,6 @@
 import os
 import re
 import subprocess
-import sys
 import time
 
 import torch
@@ -21,8 +20,9 @@ def progress(log):
 
 
 def test_a_training_started_warm_ends_as_one_started_cold(data_bin, tmp_path):
-    assert warm_commands.warm("fairseq-train", {"X": "1"}) and not warm_commands.warm("fairseq-train", {"PYTHONPATH": ""})
-    assert not warm_commands.warm("torchrun-of-nothing", None)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    assert warm_commands.run_warm("no-such-command", [], env, USER_DIR) is None, "no console script of this venv"
+    assert warm_commands.run_warm("fairseq-train", ["--help"], dict(env, PYTHONPATH=USER_DIR), USER_DIR) is None
     args = [data_bin, "--user-dir", USER_DIR, "--arch", "wd_transformer_tiny", *TINY_DIMS, "--max-update", "6",
             "--criterion", "label_smoothed_cross_entropy", *TRAIN_FLAGS, "--dropout", "0.1"]
     warm = run("fairseq-train", *args, "--save-dir", tmp_path / "warm")
@@ -46,7 +46,7 @@ def test_a_command_started_by_the_client_dies_with_it(data_bin, teacher):
     client's, and a kill -9 of the client (as of the pipeline's process group) kills the command too."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", **warm_commands.launcher_environment())
     server = warm_commands._server["process"].pid
-    client = subprocess.Popen([sys.executable, "-S", warm_commands.CLIENT, os.path.join(BIN, "fairseq-interactive"),
+    client = subprocess.Popen([*warm_commands.CLIENT, os.path.join(BIN, "fairseq-interactive"),
                                data_bin, "--user-dir", USER_DIR, "--path", teacher, "--cpu", "--beam", "2"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                               env=env)

@@ -30,13 +30,14 @@ TRAIN_FLAGS = [
 def run(cmd, *args, env=None, check=True, disk_full_at=None, fresh=False):
     """Runs a console script of this venv (fairseq-train, fairseq-wd-...) and returns its output.
     `disk_full_at`: bytes after which every file write fails, as on a full disk (EFBIG, not ENOSPC).
-    The command starts warm (warm_commands.py) unless `fresh` (or `env` sets PYTHON*): a new interpreter."""
+    The command starts warm (warm_commands.py) unless `fresh`, or the server does not take it: then in a
+    new interpreter."""
     exe = os.path.join(BIN, cmd)
     full_env = dict(os.environ, PYTHONUNBUFFERED="1")
     full_env.update(env or {})
-    if not fresh and warm_commands.warm(cmd, env):
-        code, out, err = warm_commands.run_warm(cmd, args, full_env, REPO, disk_full_at)
-        proc = subprocess.CompletedProcess([exe, *map(str, args)], code, out, err)
+    warm = None if fresh else warm_commands.run_warm(cmd, args, full_env, REPO, disk_full_at)
+    if warm is not None:
+        proc = subprocess.CompletedProcess([exe, *map(str, args)], *warm)
     else:
         proc = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=full_env, cwd=REPO,
                               preexec_fn=(lambda: warm_commands.fill_disk(disk_full_at)) if disk_full_at else None)

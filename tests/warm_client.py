@@ -1,7 +1,7 @@
 """`python -S warm_client.py COMMAND ARGS...` runs COMMAND as if it were started itself, in a process
 that the suite's warm server (warm_commands.py) forks: with this process's stdin, stdout, stderr,
-environment and working directory. It exits with the command's exit code; SIGTERM, SIGINT and SIGHUP
-are passed on to the command, and when this process dies (SIGKILL included) the command and the
+environment and working directory. It exits with the command's exit code (1 when a signal killed it);
+SIGTERM, SIGINT and SIGHUP are passed on to the command, and when this process dies (SIGKILL included) the command and the
 processes it started are killed. COMMAND not a console script of the server's venv, or no server at
 $FAIRSEQ_WD_TEST_WARM_SERVER: COMMAND is executed in this process instead.
 
@@ -32,7 +32,8 @@ def receive(conn, n):
 
 def request(argv, env, cwd, fds, disk_full_at=None):
     """Asks the server to run `argv` with `fds` as its stdin, stdout and stderr: (the connection, the
-    command's pid, its process group), or None when no server is there or `argv[0]` is not its command."""
+    command's pid, which leads its process group), or None when no server is there or it does not take
+    the request."""
     address = env.get(ADDRESS)
     if not address:
         return None
@@ -61,8 +62,11 @@ def exit_code(conn):
 
 def main():
     argv = sys.argv[1:]
+    passed_on = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    signal.pthread_sigmask(signal.SIG_BLOCK, passed_on)  # held until the command is there to take them
     started = request(argv, dict(os.environ), os.getcwd(), [0, 1, 2])
     if started is None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, passed_on)
         os.execvp(argv[0], argv)
     conn, pid = started
 
@@ -72,8 +76,9 @@ def main():
         except ProcessLookupError:
             pass
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for signum in passed_on:
         signal.signal(signum, pass_on)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, passed_on)
     sys.exit(exit_code(conn))
 
 

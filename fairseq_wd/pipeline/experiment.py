@@ -8,7 +8,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import time
 
 from dataclasses import replace
@@ -21,9 +20,9 @@ from ..checkpoints import load_state, model_args, save_plain_transformer
 from ..export import ct2
 from ..recipes import RECIPES
 from ..teacher.checkpoint import Teacher
-from . import corpus, curves, inputs, jobs
+from . import corpus, curves, inputs, jobs, steps
 from .inputs import PACKAGE
-from .steps import StepRunner, command
+from .steps import StepRunner
 
 # --methods, in table order, and the rows each adds: after the student's name, the training data and the loss.
 METHODS = {
@@ -400,11 +399,11 @@ class Pipeline(StepRunner):
 
     def valid_bleu(self, checkpoint):
         """The teacher's BLEU on valid, decoded as fairseq's --eval-bleu decodes the students' curves."""
-        proc = subprocess.run(command("fairseq-generate", self.data_bin, "--user-dir", PACKAGE, "--path", checkpoint,
-                                      "--gen-subset", "valid", "--beam", "4", "--batch-size", "128",
-                                      "--max-len-a", self.recipe.max_len_a, "--max-len-b", self.recipe.max_len_b,
-                                      "--post-process", self.args.post_process, "--scoring", "sacrebleu",
-                                      *(["--cpu"] if self.cpu else [])), capture_output=True, text=True, check=True)
+        proc = steps.run(["fairseq-generate", self.data_bin, "--user-dir", PACKAGE, "--path", checkpoint,
+                          "--gen-subset", "valid", "--beam", "4", "--batch-size", "128",
+                          "--max-len-a", self.recipe.max_len_a, "--max-len-b", self.recipe.max_len_b,
+                          "--post-process", self.args.post_process, "--scoring", "sacrebleu",
+                          *(["--cpu"] if self.cpu else [])], capture_output=True, text=True)
         return float(re.search(r"BLEU = ([\d.]+)", proc.stdout).group(1))
 
     def learning_curves(self, teacher):

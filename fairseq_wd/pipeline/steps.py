@@ -28,6 +28,14 @@ def command(*cmd):
     return [*shlex.split(os.environ.get(LAUNCHER, "")), exe if os.path.exists(exe) else cmd[0], *map(str, cmd[1:])]
 
 
+def run(cmd, **kwargs):
+    """subprocess.run of `command(*cmd)`; a failure raises CalledProcessError naming `cmd`, not the launcher."""
+    proc = subprocess.run(command(*cmd), **kwargs)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, list(map(str, cmd)), proc.stdout, proc.stderr)
+    return proc
+
+
 class StepRunner:
     def __init__(self, work, redo=(), jobs=1):
         self.work = os.path.abspath(work)
@@ -172,21 +180,18 @@ class StepRunner:
         """Runs a command of this venv; with `log`, the command appends its output to that file itself
         (the learning curves: a kill of the pipeline loses none of it), shown as it grows."""
         print("+", " ".join(map(str, cmd)), flush=True)
-        argv = command(*cmd)
         env = jobs.environment(self.jobs)
         if log is None:
-            subprocess.run(argv, check=True, env=env)
+            run(cmd, env=env)
             return
         if jobs.current() is not None:  # one of several jobs at once: its output goes to its log only
             print(f"  its output: {log}", flush=True)
             with open(log, "ab") as out:
-                proc = subprocess.run(argv, stdout=out, env=dict(env or os.environ, PYTHONUNBUFFERED="1"))
-            if proc.returncode:
-                raise subprocess.CalledProcessError(proc.returncode, argv)
+                run(cmd, stdout=out, env=dict(env or os.environ, PYTHONUNBUFFERED="1"))
             return
         with open(log, "ab") as out, open(log, "rb") as shown:
             shown.seek(0, os.SEEK_END)
-            proc = subprocess.Popen(argv, stdout=out, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            proc = subprocess.Popen(command(*cmd), stdout=out, env=dict(os.environ, PYTHONUNBUFFERED="1"))
             while proc.poll() is None:
                 sys.stdout.buffer.write(shown.read())
                 sys.stdout.flush()
@@ -194,7 +199,7 @@ class StepRunner:
             sys.stdout.buffer.write(shown.read())
             sys.stdout.flush()
         if proc.returncode:
-            raise subprocess.CalledProcessError(proc.returncode, argv)
+            raise subprocess.CalledProcessError(proc.returncode, list(map(str, cmd)))
 
 
 def made_key(key, made):
