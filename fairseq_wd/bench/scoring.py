@@ -39,18 +39,26 @@ class Scorer:
         self.references, self.tokenize, self.lowercase = references, tokenize, lowercase
         self.signatures = {}  # {'bleu', 'chrf'}: sacrebleu's, known once a corpus is scored
         self._stats = {}  # (metric, hypotheses) -> per-sentence sufficient statistics
+        self._scores = {}  # (metric, hypotheses) -> sacrebleu's corpus score
 
     def metrics(self):
         """Fresh metric objects: sacrebleu's cache references inside them."""
         return {"bleu": BLEU(tokenize=self.tokenize, lowercase=self.lowercase), "chrf": CHRF(lowercase=self.lowercase)}
 
+    def corpus_score(self, name, metric, hypotheses):
+        """sacrebleu's `metric.corpus_score` of `hypotheses`, computed once per metric and hypotheses (a
+        system is the baseline or the system of many paired tests)."""
+        key = (name, tuple(hypotheses))
+        if key not in self._scores:
+            self._scores[key] = metric.corpus_score(list(hypotheses), self.references)
+            self.signatures[name] = str(metric.get_signature())
+        return self._scores[key]
+
     def corpus(self, hypotheses):
         """{'bleu', 'chrf', 'length_ratio'}: the ratio as BLEU's brevity penalty sees it (hypothesis words
         over the closest reference's, corpus-level, sacrebleu's tokenization)."""
         metrics = self.metrics()
-        bleu = metrics["bleu"].corpus_score(hypotheses, self.references)
-        chrf = metrics["chrf"].corpus_score(hypotheses, self.references)
-        self.signatures = {name: str(metric.get_signature()) for name, metric in metrics.items()}
+        bleu, chrf = (self.corpus_score(name, metrics[name], hypotheses) for name in ("bleu", "chrf"))
         return {"bleu": bleu.score, "chrf": chrf.score, "length_ratio": bleu.sys_len / bleu.ref_len}
 
     def sentence_chrf(self, hypotheses):
@@ -115,8 +123,7 @@ class Scorer:
         draws = bootstrap_draws(len(system), n_samples)
         paired = {}
         for name, metric in metrics.items():
-            difference = (metric.corpus_score(system, self.references).score
-                          - metric.corpus_score(baseline, self.references).score)
+            difference = self.corpus_score(name, metric, system).score - self.corpus_score(name, metric, baseline).score
             resampled = (self.resampled_scores(name, metric, system, draws)
                          - self.resampled_scores(name, metric, baseline, draws))
             spread = np.abs(resampled)
