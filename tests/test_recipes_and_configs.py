@@ -140,8 +140,8 @@ def test_hydra_configs_follow_the_paper_recipe():
 def test_paper_script_runs_a_recipe_end_to_end(data_bin, raw_dir, tmp_path):
     """examples/common/run_paper.sh with the demo recipe's settings, scaled down, on the toy data: every
     stage, WD's phases sharing the KD baseline's updates."""
-    env = dict(os.environ, PATH=f"{warm_commands.client_folder()}:{BIN}:{os.environ['PATH']}", SRC="src", TGT="tgt", DATA=str(data_bin),
-               WORK=str(tmp_path), RECIPE="demo", TEACHER_UPDATES="10", STUDENT_UPDATES="8", STUDENTS="tiny",
+    env = dict(os.environ, PATH=f"{warm_commands.client_folder()}:{BIN}:{os.environ['PATH']}", SRC="src", TGT="tgt",
+               DATA=str(data_bin), WORK=str(tmp_path), RECIPE="demo", TEACHER_UPDATES="10", STUDENT_UPDATES="8", STUDENTS="tiny",
                FP16="0", DEVICE_ARGS="--cpu", BENCH_ARGS="--repeats 1", REFERENCES=str(raw_dir / "test.tgt"),
                **warm_commands.launcher_environment())
     script = os.path.join(REPO, "examples", "common", "run_paper.sh")

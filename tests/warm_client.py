@@ -1,9 +1,9 @@
 """`python -S warm_client.py COMMAND ARGS...` runs COMMAND as if it were started itself, in a process
 that the suite's warm server (warm_commands.py) forks: with this process's stdin, stdout, stderr,
 environment and working directory. It exits with the command's exit code (1 when a signal killed it);
-SIGTERM, SIGINT and SIGHUP are passed on to the command, and when this process dies (SIGKILL included) the command and the
-processes it started are killed. COMMAND not a console script of the server's venv, or no server at
-$FAIRSEQ_WD_TEST_WARM_SERVER: COMMAND is executed in this process instead.
+SIGTERM, SIGINT and SIGHUP are passed on to the command, and when this process dies (SIGKILL included)
+the command and the processes it started are killed. A request the server does not take (warm_commands.py),
+or no server at $FAIRSEQ_WD_TEST_WARM_SERVER: COMMAND is executed in this process instead.
 
 The pipeline's tests set FAIRSEQ_WD_LAUNCHER to `python -S warm_client.py`, so that the commands the
 pipeline runs start without seconds of imports each. Standard library only: it starts in milliseconds.
