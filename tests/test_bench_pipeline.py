@@ -20,7 +20,7 @@ from test_gpu_check import gpu_check
 
 from fairseq import options
 from fairseq_wd.cli.pipeline import get_parser
-from fairseq_wd.pipeline import inputs
+from fairseq_wd.pipeline import allocator, inputs
 from fairseq_wd.pipeline.experiment import METHODS, Pipeline
 from fairseq_wd.recipes import RECIPES
 
@@ -292,10 +292,11 @@ def test_pipeline_commands_of_every_method(tmp_path, monkeypatch):
     runs are above and in the KD / WD / Pea-KD tests): the same total updates per row, and the KD
     baseline on the same data as WD."""
     pipe = Pipeline(get_parser().parse_args(["--work-dir", str(tmp_path), "--methods", "all", "--student", "small"]))
-    commands = []
+    commands, environments = [], {}
 
-    def sh(*cmd, log=None):
+    def sh(*cmd, log=None, env=None):
         commands.append([str(c) for c in cmd])
+        environments.setdefault(cmd[0], []).append(env)
 
     monkeypatch.setattr(pipe, "sh", sh)
     models = pipe.students("teacher.pt", "kd-bin")
@@ -312,6 +313,8 @@ def test_pipeline_commands_of_every_method(tmp_path, monkeypatch):
     assert kd.data == wd1.data == wd2.data and kd.criterion == wd2.criterion == "label_smoothed_cross_entropy"
     assert trainings["seq_kd"].data == "kd-bin" and trainings["scratch"].task == "translation"
     assert ["fairseq-wd-init-student", "fairseq-wd-export"] == [c[0] for c in commands if c[0] != "fairseq-train"]
+    assert pipe.cpu and environments["fairseq-train"] == [allocator.KEEP_FREED_MEMORY] * len(trainings)
+    assert environments["fairseq-wd-export"] == environments["fairseq-wd-init-student"] == [None]
 
 
 def test_a_failed_step_is_named_by_its_command(corpus, tmp_path):

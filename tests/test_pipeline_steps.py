@@ -1,4 +1,8 @@
 """The pipeline's keyed steps (pipeline/steps.py) on plain shell commands: what a rerun redoes and why."""
+import os
+import sys
+
+from fairseq_wd.pipeline import allocator
 from fairseq_wd.pipeline.steps import StepRunner
 
 
@@ -61,3 +65,22 @@ def test_an_output_without_a_key_is_redone(tmp_path, capsys):
     source.write_text("a\n")
     assert rerun(work, source) == "a\na\n"
     assert "no key stored" in capsys.readouterr().out and (work / "stale" / "copy@unkeyed" / "done").exists()
+
+
+def test_a_command_gets_the_variables_given_to_it(tmp_path, monkeypatch):
+    """`sh(..., env=)` adds variables to the command's environment, with a log and without; a CPU training
+    gets glibc's settings that keep freed memory, unless the user set the allocator."""
+    steps = StepRunner(tmp_path)
+    shown = 'echo "$MALLOC_TRIM_THRESHOLD_ $PYTHONUNBUFFERED $HOME" > "$1"'
+    steps.sh("sh", "-c", shown, "-", tmp_path / "plain", env={"MALLOC_TRIM_THRESHOLD_": "7"})
+    steps.sh("sh", "-c", shown, "-", tmp_path / "logged", env={"MALLOC_TRIM_THRESHOLD_": "8"}, log=tmp_path / "log")
+    home = os.environ.get("HOME", "")
+    assert (tmp_path / "plain").read_text().split() == ["7", *os.environ.get("PYTHONUNBUFFERED", "").split(), *home.split()]
+    assert (tmp_path / "logged").read_text().split() == ["8", "1", *home.split()]
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert allocator.training_environment({"HOME": "/"}) == allocator.KEEP_FREED_MEMORY
+    assert allocator.training_environment({"MALLOC_ARENA_MAX": "2"}) == {}
+    assert allocator.training_environment({"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0"}) == {}
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert allocator.training_environment({}) == {}

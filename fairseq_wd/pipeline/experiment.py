@@ -20,7 +20,7 @@ from ..checkpoints import load_state, model_args, save_plain_transformer
 from ..export import ct2
 from ..recipes import RECIPES
 from ..teacher.checkpoint import Teacher
-from . import corpus, curves, inputs, jobs, steps
+from . import allocator, corpus, curves, inputs, jobs, steps
 from .inputs import PACKAGE
 from .steps import StepRunner
 
@@ -137,7 +137,8 @@ class Pipeline(StepRunner):
                "--max-update", self.updates(updates), *flags, *(["--seed", seed] if seed else []), *extra]
         if not self.begin(save, cmd):
             os.makedirs(save, exist_ok=True)
-            self.sh(*cmd, log=os.path.join(save, "train.log"))
+            self.sh(*cmd, log=os.path.join(save, "train.log"),
+                    env=allocator.training_environment() if self.cpu else None)
             self.finish(save)
         return os.path.join(save, "checkpoint_best.pt")
 

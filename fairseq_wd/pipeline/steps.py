@@ -176,22 +176,24 @@ class StepRunner:
             self.finish(output)
         return output
 
-    def sh(self, *cmd, log=None):
-        """Runs a command of this venv; with `log`, the command appends its output to that file itself
-        (the learning curves: a kill of the pipeline loses none of it), shown as it grows."""
+    def sh(self, *cmd, log=None, env=None):
+        """Runs a command of this venv, with the variables of `env` added to its environment; with `log`,
+        the command appends its output to that file itself (the learning curves: a kill of the pipeline
+        loses none of it), shown as it grows."""
         print("+", " ".join(map(str, cmd)), flush=True)
-        env = jobs.environment(self.jobs)
+        env = dict(jobs.environment(self.jobs) or os.environ, **(env or {}))
         if log is None:
             run(cmd, env=env)
             return
+        env["PYTHONUNBUFFERED"] = "1"
         if jobs.current() is not None:  # one of several jobs at once: its output goes to its log only
             print(f"  its output: {log}", flush=True)
             with open(log, "ab") as out:
-                run(cmd, stdout=out, env=dict(env or os.environ, PYTHONUNBUFFERED="1"))
+                run(cmd, stdout=out, env=env)
             return
         with open(log, "ab") as out, open(log, "rb") as shown:
             shown.seek(0, os.SEEK_END)
-            proc = subprocess.Popen(command(*cmd), stdout=out, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            proc = subprocess.Popen(command(*cmd), stdout=out, env=env)
             while proc.poll() is None:
                 sys.stdout.buffer.write(shown.read())
                 sys.stdout.flush()
