@@ -16,7 +16,7 @@ def training_commands(tmp_path, monkeypatch, *argv):
     os.makedirs(tmp_path)
     pipe = Pipeline(get_parser().parse_args(["--work-dir", str(tmp_path), *argv]))
     commands = []
-    monkeypatch.setattr(pipe, "sh", lambda *cmd, log=None: commands.append([str(c) for c in cmd]))
+    monkeypatch.setattr(pipe, "sh", lambda *cmd, log=None, env=None: commands.append([str(c) for c in cmd]))
     pipe.students("teacher.pt", "kd-bin")
     return [options.parse_args_and_arch(options.get_training_parser(), c[1:]) for c in commands
             if c[0] == "fairseq-train"]

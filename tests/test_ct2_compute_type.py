@@ -69,7 +69,7 @@ def test_export_takes_the_weight_type(int8_folder, tmp_path):
 def pipeline(tmp_path, monkeypatch, commands):
     pipe = Pipeline(get_parser().parse_args(["--work-dir", str(tmp_path), "--methods", "kd,wd"]))
 
-    def sh(*cmd, log=None):
+    def sh(*cmd, log=None, env=None):
         commands.append([str(c) for c in cmd])
         if cmd[0] == "fairseq-wd-bench":
             os.makedirs(pipe.path("bench"), exist_ok=True)

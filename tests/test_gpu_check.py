@@ -35,7 +35,7 @@ def commands_of(tmp_path, monkeypatch, *argv):
     pipe = Pipeline(get_parser().parse_args(["--work-dir", str(tmp_path), *argv]))
     commands = {}
 
-    def sh(*cmd, log=None):
+    def sh(*cmd, log=None, env=None):
         cmd = [str(c) for c in cmd]
         commands[cmd[0]] = cmd
         if cmd[0] == "fairseq-wd-bench":

@@ -278,7 +278,7 @@ def test_multilingual_pipeline_data_step_and_commands(tmp_path, monkeypatch):
     assert all(os.path.isfile(work / "raw" / f"src-{t}" / f"test.{t}") for t in PAIRS)
 
     commands = []
-    monkeypatch.setattr(pipe, "sh", lambda *cmd, log=None: commands.append([str(c) for c in cmd]))
+    monkeypatch.setattr(pipe, "sh", lambda *cmd, log=None, env=None: commands.append([str(c) for c in cmd]))
     pipe.teacher(None)
     pipe.teacher_output("teacher.pt")
     assert list(pipe.students("teacher.pt", "kd-bin")) == ["TINY " + METHODS[m][0] for m in ("kd", "logit_kd", "pkd", "wd")]

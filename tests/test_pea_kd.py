@@ -166,7 +166,7 @@ def test_pipeline_pea_kd_commands_parse_with_fairseq_train(tmp_path, monkeypatch
     pipe = Pipeline(get_parser().parse_args(["--work-dir", str(tmp_path), "--methods", "pea-kd"]))
     commands = []
 
-    def sh(*cmd, log=None):
+    def sh(*cmd, log=None, env=None):
         commands.append([str(c) for c in cmd])
 
     monkeypatch.setattr(pipe, "sh", sh)

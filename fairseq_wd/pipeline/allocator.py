@@ -4,9 +4,9 @@ A CPU training step allocates and frees tensors of tens of megabytes (a 4096-tok
 4000-word vocabulary: 65 MB, and their gradients). glibc serves a block above its mmap threshold (it
 rises to at most 32 MB on its own) with new pages and unmaps it when freed, so every step faults those
 pages in and zeroes them again. With freed memory kept for reuse instead (no mmap for large blocks, no
-trimming of the heap), the demo's TINY student on one thread spends 1 s of 38 s of CPU in the kernel
-instead of 15 s of 54 s; its arithmetic, and so its results, are unchanged. The price is a larger
-resident size (the peak's pages stay mapped: 1.0 GB against 0.83 GB for that student).
+trimming of the heap), the demo's TINY student takes about a quarter fewer CPU seconds, nearly all of
+them kernel time, for about a quarter more resident memory (docs/benchmarks.md); its arithmetic, and so
+its results, are unchanged.
 """
 import os
 import sys
