@@ -92,9 +92,9 @@ DEMO = Recipe(
 
 RECIPES = {
     "demo": DEMO,
-    # The demo's sizes trained to convergence on the 2-core CPU: every training stops when its valid loss
-    # has not improved for 4 validations of 250 updates (the counts are caps); results.md says per
-    # training which stopped it.
+    # The demo's sizes trained to convergence on the 2-core CPU: every training stops when its selection
+    # metric (valid BLEU unless --select-by loss) has not improved for 4 validations of 250 updates (the
+    # counts are caps); results.md says per training which stopped it.
     "cpu": replace(DEMO, teacher_updates=8000, student_updates=16000, bench_repeats=3, patience=4,
                    validate_interval_updates=250),
     # One multilingual teacher (fairseq-wd-pipeline --pair) of the demo's size for two pairs of ~10k-20k

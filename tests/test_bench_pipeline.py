@@ -167,6 +167,7 @@ def test_pipeline_runs_every_student_and_resumes(corpus, uninterrupted):
     assert results.split("Learning curves")[1].count("| TINY") == 2, "a learning curve per student"
     assert "| teacher | " in results.split("Learning curves")[1], "the teacher trained here has its curve"
     assert "KD is the WD paper's KD baseline" in results and "Learning curves on valid" in results
+    assert "| best valid BLEU (update) | bleu stopped improving (20% of the updates) |" in results, "no --patience"
     assert stdout.count("its output: ") == 3, "each student's training writes to its own log only"
     stopping = [line.split(" | ")[0][2:] for line in results.split("| training |")[1].splitlines()[2:]
                 if line.startswith("|")]

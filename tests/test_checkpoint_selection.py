@@ -33,14 +33,15 @@ def test_every_bilingual_training_selects_by_valid_bleu_unless_asked_for_loss(tm
         (True, "loss", False)}
 
 
-def test_checkpoint_best_and_patience_follow_valid_bleu(data_bin, tmp_path):
+def test_checkpoint_best_and_patience_follow_valid_bleu(data_bin, tmp_path, monkeypatch):
     """A real training of the pipeline (the `cpu` recipe's patience, scaled to validate every update):
-    checkpoint_best.pt holds the highest valid BLEU of the log, and the stopping table says so."""
+    checkpoint_best.pt holds the highest valid BLEU of the log, and the stopping table says so; the
+    learning curve then leaves the ending to that table."""
     args = get_parser().parse_args(["--work-dir", str(tmp_path), "--data-bin", str(data_bin), "--budget", "cpu",
                                     "--update-scale", "0.004", "--post-process", "none", "--patience", "2",
                                     "--train-args", "--max-tokens 1000 --lr 0.003 --num-workers 0"])
     pipe = Pipeline(args)
-    best = pipe.train("student", 5000, *STUDENT, "--criterion", "label_smoothed_cross_entropy")
+    best = pipe.train("student", 5000, *STUDENT, "--criterion", "label_smoothed_cross_entropy", row="student")
     points = curves.read_validations(os.path.join(tmp_path, "student", "train.log"))
     top = curves.best(points, "bleu")
     assert len(points) >= 3 and top is not None
@@ -50,3 +51,8 @@ def test_checkpoint_best_and_patience_follow_valid_bleu(data_bin, tmp_path):
     table = pipe.stopping_table()
     assert "without a better valid bleu" in table and "checkpoint_best.pt: the best valid bleu" in table
     assert f"| student | {top['bleu']:.2f} ({top['update']}) |" in table
+    monkeypatch.setattr(pipe, "valid_bleu", lambda checkpoint: 30.0)
+    curve = pipe.learning_curves(best).split("\n\n")[1].splitlines()
+    assert curve[0] == "| model | updates | valid BLEU at the end | best valid BLEU (update) |"
+    assert curve[2] == (f"| student | {points[-1]['update']} | {points[-1]['bleu']:.2f} | "
+                        f"{top['bleu']:.2f} ({top['update']}) |")

@@ -60,25 +60,45 @@ def test_keep_cuts_machine_paths_and_keeps_what_merge_reads(tmp_path):
         results.keep(bench, kept)
 
 
-def test_the_readme_results_are_the_kept_ones():
-    """The README's results at a glance come from docs/results/demo/merged.json: each row's BLEU (mean +- sd
-    over seeds) and speed-up, and WD minus KD with its spread."""
-    with open(os.path.join(REPO, "docs", "results", "demo", "merged.json")) as f:
+def kept(experiment):
+    """An experiment's merged.json: its rows by name, and its significance tests by (model, baseline)."""
+    with open(os.path.join(REPO, "docs", "results", experiment, "merged.json")) as f:
         merged = json.load(f)
+    return ({m["name"]: m for m in merged["models"]},
+            {(s["model"], s["baseline"]): s["bleu"] for s in merged["significance"]})
+
+
+def test_the_readme_results_are_the_kept_ones():
+    """The README's results at a glance come from the kept merged.json files: cpu-en-ro's table (each row's
+    BLEU and chrF mean +- sd over seeds, its speed-up) with WD against KD and the teacher, and demo's
+    summary."""
     with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
         glance = f.read().split("## Results at a glance")[1].split("\n## ")[0]
-    rows = {m["name"]: m for m in merged["models"]}
-
-    def bleu(name):
-        m = rows[name]
-        return f"{m['bleu']:.2f}" + (f" +- {m['bleu_sd']:.2f}" if m["bleu_sd"] is not None else "")
-
     kd, wd = "TINY KD (orig+teacher-out, CE)", "TINY WD (orig+teacher-out, generator then CE)"
-    for label, name in (("teacher (shipped, 3-3 d128)", "teacher"), ("TINY KD baseline", kd), ("TINY WD", wd)):
+
+    def spread(row, metric):
+        return f"{row[metric]:.2f}" + (f" +- {row[metric + '_sd']:.2f}" if row[metric + "_sd"] is not None else "")
+
+    def speedup(row):
+        return f"{row['speed']['speedup']:.2f}x"
+
+    rows, tests = kept("cpu-en-ro")
+    for label, name in (("teacher (3-3 d128)", "teacher"), ("TINY KD baseline", kd), ("TINY WD", wd)):
         line = next(line for line in glance.splitlines() if line.startswith(f"| {label} |"))
-        assert bleu(name) in line and f"{rows[name]['speed']['speedup']:.2f}x" in line, line
-    ct2 = rows[f"{wd}, CTranslate2 float32"]["speed"]["speedup"]
-    assert f"(CTranslate2: {ct2:.2f}x)" in glance
-    test = next(s["bleu"] for s in merged["significance"] if (s["model"], s["baseline"]) == (wd, kd))
-    p = max(s["p"] for s in test["per_seed"])
-    assert f"WD minus KD: {test['difference']:+.2f} +- {test['sd']:.2f} BLEU (p = {p:.3f} in each seed" in glance
+        assert spread(rows[name], "bleu") in line and spread(rows[name], "chrf") in line, line
+        assert speedup(rows[name]) in line, line
+    assert f"(CTranslate2 int8: {speedup(rows[f'{wd}, CTranslate2 int8'])})" in glance
+    over_kd, under_teacher = tests[(wd, kd)], tests[(wd, "teacher")]
+    p = max(s["p"] for s in over_kd["per_seed"])
+    assert (f"WD minus KD, seed against seed: {over_kd['difference']:+.2f} +- {over_kd['sd']:.2f} BLEU "
+            f"(p = {p:.3f} in each seed") in glance
+    assert f"WD stays {-under_teacher['difference']:.2f} +- {under_teacher['sd']:.2f} BLEU below the teacher" in glance
+
+    rows, tests = kept("demo")
+    p = max(s["p"] for s in tests[(wd, kd)]["per_seed"])
+    summary = " ".join(glance.split("`make demo`")[1].split())
+    assert (f"teacher {spread(rows['teacher'], 'bleu')} BLEU, KD {spread(rows[kd], 'bleu')}, WD "
+            f"{spread(rows[wd], 'bleu')}; WD minus KD {tests[(wd, kd)]['difference']:+.2f} +- "
+            f"{tests[(wd, kd)]['sd']:.2f} (p = {p:.3f} in each seed)") in summary, summary
+    assert (f"WD decodes {speedup(rows[wd])} faster than the teacher (CTranslate2: "
+            f"{speedup(rows[f'{wd}, CTranslate2 float32'])})") in summary

@@ -5,7 +5,7 @@ set (sequence-level KD data) -> the students of --methods, one architecture, all
 of updates (default: the WD paper's KD baseline, i.e. the student trained on original + teacher
 output, and Weight Distillation phase 1 + 2 on the same data) -> int8 CTranslate2 copies of the
 teacher and of those two -> `fairseq-wd-bench` under one relative length limit -> learning curves
-(valid BLEU against updates, from fairseq's --eval-bleu) and whether each valid loss stopped improving.
+(valid BLEU against updates, from fairseq's --eval-bleu) and what ended each training (--patience or its cap).
 
 Every step is keyed by what made it (its command line or settings, the keys of the steps it reads, the
 content of given files, the fairseq-wd version), stored beside its output. A rerun skips a step done for

@@ -408,8 +408,9 @@ class Pipeline(StepRunner):
         return float(re.search(r"BLEU = ([\d.]+)", proc.stdout).group(1))
 
     def learning_curves(self, teacher):
-        """Valid BLEU against updates of every training and seed (plot next to bench.png), how each valid
-        loss ended, and what stopped each training: markdown tables for results.md."""
+        """Valid BLEU against updates of every training and seed (plot next to bench.png) and how each
+        training ended (under --patience what stopped it, otherwise whether its valid selection metric
+        stopped improving): markdown tables for results.md."""
         self.step("learning curves (valid BLEU and loss against updates)")
         found = {}
         for (row, seed), logs in self.logs.items():
@@ -422,18 +423,25 @@ class Pipeline(StepRunner):
         with open(self.path("bench", "curves.json"), "w") as f:
             json.dump({"teacher_valid_bleu": teacher_bleu, "curves": found}, f, indent=1)
         metric = self.selected_by()
+        # Under --patience the stopping table says how each training ended; without it, whether the best
+        # validation lies far enough before the end tells whether the update count sufficed.
+        judged = not self.recipe.patience
+        extra = [*([f"best valid {metric} at update"] if judged and metric != "bleu" else []),
+                 *([f"{metric} stopped improving ({self.recipe.converged_share:.0%} of the updates)"] if judged else [])]
+        header = ["model", "updates", "valid BLEU at the end", "best valid BLEU (update)", *extra]
         lines = [f"Learning curves on valid (fairseq --eval-bleu, beam 4; the teacher: {teacher_bleu:.2f} BLEU), "
-                 "bench/curves.png:", "",
-                 f"| model | updates | valid BLEU at the end | best valid BLEU (update) | best valid {metric} at update | "
-                 f"{metric} stopped improving |", "|---|---|---|---|---|---|"]
+                 "bench/curves.png:", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
         for row, points in found.items():
             with_bleu = [p for p in points if "bleu" in p]
             if not with_bleu:
                 continue
             end, top = with_bleu[-1], curves.best(with_bleu, "bleu")
-            convergence = curves.convergence(points, self.recipe.converged_share * end["update"], metric)
-            lines.append(f"| {row} | {end['update']} | {end['bleu']:.2f} | {top['bleu']:.2f} ({top['update']}) | "
-                         f"{convergence['best_update']} | {'yes' if convergence['converged'] else 'no'} |")
+            cells = [row, end["update"], f"{end['bleu']:.2f}", f"{top['bleu']:.2f} ({top['update']})"]
+            if judged:
+                convergence = curves.convergence(points, self.recipe.converged_share * end["update"], metric)
+                cells += [*([convergence["best_update"]] if metric != "bleu" else []),
+                          "yes" if convergence["converged"] else "no"]
+            lines.append("| " + " | ".join(map(str, cells)) + " |")
         return "\n".join(lines) + "\n\n" + self.stopping_table()
 
     def selected_by(self):
