@@ -1,12 +1,13 @@
 """Results kept in the repository (docs/results/EXPERIMENT/): their merged tables are what fairseq-wd-merge
 makes of the kept runs alone, and nothing in them names a path of the machine they ran on."""
 import glob
+import importlib.util
 import json
 import os
 
 import pytest
 
-from fairseq_wd.bench import results
+from fairseq_wd.bench import merge, results
 
 from utils import REPO, run
 
@@ -102,3 +103,22 @@ def test_the_readme_results_are_the_kept_ones():
             f"{tests[(wd, kd)]['sd']:.2f} (p = {p:.3f} in each seed)") in summary, summary
     assert (f"WD decodes {speedup(rows[wd])} faster than the teacher (CTranslate2: "
             f"{speedup(rows[f'{wd}, CTranslate2 float32'])})") in summary
+
+
+def test_bleu_by_length_splits_each_seeds_difference():
+    """examples/benchmarks/bleu_by_length.py on the kept cpu-en-ro runs: a row per seed whose last cell is
+    that seed pair's BLEU difference in merged.json, and groups of reference length that cover the test set."""
+    spec = importlib.util.spec_from_file_location(
+        "bleu_by_length", os.path.join(REPO, "examples", "benchmarks", "bleu_by_length.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    experiment = os.path.join(REPO, "docs", "results", "cpu-en-ro")
+    rows, tests = kept("cpu-en-ro")
+    wd, kd = "TINY WD (orig+teacher-out, generator then CE)", "TINY KD (orig+teacher-out, CE)"
+    folders = [os.path.join(experiment, "runs", label) for label in ("seed1", "seed2", "seed3")]
+    runs = [merge.load_run(f, label) for f, label in zip(folders, merge.labels(folders))]
+    table = script.bucket_table(runs, wd, kd, 3).splitlines()
+    assert table[2].startswith("| run | 2-") and table[2].endswith(" words | all |")
+    cells = [line.strip("| ").split(" | ") for line in table[4:]]
+    assert [c[0] for c in cells] == ["seed1", "seed2", "seed3"]
+    assert [c[-1] for c in cells] == [f"{s['difference']:+.2f}" for s in tests[(wd, kd)]["per_seed"]]
