@@ -49,9 +49,11 @@ def test_keep_cuts_machine_paths_and_keeps_what_merge_reads(tmp_path):
     (bench / "teacher.hyp").write_text("a b\n")
     (bench / "references.txt").write_text("a b\n")
     (bench / "bench.png").write_bytes(b"png")
+    (bench / "curves.json").write_text(json.dumps({"curves": {"TINY WD": [{"update": 250, "bleu": 3.5}]}}))
     results.write_run(bench, ["fairseq-wd-pipeline", "--work-dir", str(work), "--tsv", "/home/me/corpus.tsv"], work)
     kept = results.keep(bench, tmp_path / "kept")
-    assert sorted(os.listdir(kept)) == ["bench.json", "bench.md", "references.txt", "run.json", "teacher.hyp"]
+    assert sorted(os.listdir(kept)) == ["bench.json", "bench.md", "curves.json", "references.txt", "run.json",
+                                        "teacher.hyp"]
     assert json.load(open(kept / "bench.json"))["settings"] == {"data": "WORK/data-bin", "shortlists": ["vmap.txt"]}
     assert (kept / "bench.md").read_text() == "decoded WORK/data-bin with vmap.txt\n"
     record = json.load(open(kept / "run.json"))
@@ -106,19 +108,32 @@ def test_the_readme_results_are_the_kept_ones():
 
 
 def test_bleu_by_length_splits_each_seeds_difference():
-    """examples/benchmarks/bleu_by_length.py on the kept cpu-en-ro runs: a row per seed whose last cell is
-    that seed pair's BLEU difference in merged.json, and groups of reference length that cover the test set."""
+    """examples/benchmarks/bleu_by_length.py on the kept cpu-en-ro runs: length groups that hold every test
+    sentence once, shortest first; a row per seed whose last cell is that seed pair's difference in
+    merged.json; and the table in the experiment's README is its output."""
     spec = importlib.util.spec_from_file_location(
         "bleu_by_length", os.path.join(REPO, "examples", "benchmarks", "bleu_by_length.py"))
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     experiment = os.path.join(REPO, "docs", "results", "cpu-en-ro")
-    rows, tests = kept("cpu-en-ro")
+    _, tests = kept("cpu-en-ro")
     wd, kd = "TINY WD (orig+teacher-out, generator then CE)", "TINY KD (orig+teacher-out, CE)"
     folders = [os.path.join(experiment, "runs", label) for label in ("seed1", "seed2", "seed3")]
     runs = [merge.load_run(f, label) for f, label in zip(folders, merge.labels(folders))]
-    table = script.bucket_table(runs, wd, kd, 3).splitlines()
-    assert table[2].startswith("| run | 2-") and table[2].endswith(" words | all |")
-    cells = [line.strip("| ").split(" | ") for line in table[4:]]
-    assert [c[0] for c in cells] == ["seed1", "seed2", "seed3"]
-    assert [c[-1] for c in cells] == [f"{s['difference']:+.2f}" for s in tests[(wd, kd)]["per_seed"]]
+    references = runs[0].references[0]
+    groups = script.length_groups(references, 3)
+    assert sorted(i for g in groups for i in g) == list(range(len(references)))
+    lengths = [[len(references[i].split()) for i in g] for g in groups]
+    assert max(lengths[0]) <= min(lengths[1]) and max(lengths[1]) <= min(lengths[2])
+
+    def cells(table):
+        return [line.strip("| ").split(" | ") for line in table.splitlines()[4:]]
+
+    over_kd = cells(script.bucket_table(runs, wd, kd, 3))
+    assert [c[0] for c in over_kd] == ["seed1", "seed2", "seed3"]
+    assert [c[-1] for c in over_kd] == [f"{s['difference']:+.2f}" for s in tests[(wd, kd)]["per_seed"]]
+    bleu, chrf = (cells(script.bucket_table(runs, wd, "teacher", 3, metric)) for metric in ("bleu", "chrf"))
+    with open(os.path.join(experiment, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    for b, c in zip(bleu, chrf):
+        assert "| " + " | ".join([*b, *c[1:]]) + " |" in readme, b[0]

@@ -30,8 +30,9 @@ def train(work, updates, env):
                "--max-update", str(updates), "--cpu", "--no-save", "--disable-validation"]
         with open(os.path.join(save, "train.log"), "w+") as log:
             proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-            _, status, usage = os.wait4(proc.pid, 0)
-            if status:
+            _, status, usage = os.wait4(proc.pid, 0)  # reaped here, for its rusage alone
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            if proc.returncode:
                 log.seek(0)
                 sys.exit(f"fairseq-train failed:\n{log.read()[-2000:]}")
     return usage.ru_utime, usage.ru_stime, usage.ru_maxrss / 1024, usage.ru_minflt

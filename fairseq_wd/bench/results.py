@@ -12,7 +12,7 @@ import subprocess
 from .. import __version__
 
 RUN_FILE = "run.json"  # a run's provenance, beside its bench output
-KEPT = re.compile(r"^(bench\.json|bench\.md|run\.json|references(\.\d+)?\.txt|.+\.hyp)$")
+KEPT = re.compile(r"^(bench\.json|bench\.md|run\.json|curves\.json|references(\.\d+)?\.txt|.+\.hyp)$")
 # an absolute path inside a text: kept as its last part (a file or folder name says what it was)
 ABSOLUTE = re.compile(r"(?<![\w.~$])/(?:[\w.+@=-]+/)+([\w.+@=-]+)")
 
@@ -61,7 +61,8 @@ def portable(text, work=None):
 
 
 def keep(bench_dir, dest):
-    """Copies a bench output's files (bench.json, bench.md, run.json, references, hypotheses) to `dest`,
+    """Copies a bench output's files (bench.json, bench.md, run.json, references, hypotheses, and the
+    pipeline's curves.json of valid BLEU and loss against updates when there is one) to `dest`,
     every absolute path in them cut (`portable`; the run's work dir, the bench folder's parent, as WORK).
     Refuses to write into a folder that already holds a kept run."""
     if os.path.exists(os.path.join(dest, "bench.json")):

@@ -26,8 +26,9 @@ def get_parser():
                    help="a run's fairseq-wd-bench output folder (bench.json, NAME.hyp, references.txt); repeat")
     p.add_argument("--output", required=True, metavar="DIR", help="where merged.md and merged.json go")
     p.add_argument("--keep", action="store_true",
-                   help="first copy each run (bench.json, bench.md, run.json, references, hypotheses; machine paths "
-                        "cut) to OUTPUT/runs/RUN, and merge those copies: results to keep in a repository")
+                   help="first copy each run (bench.json, bench.md, run.json, references, hypotheses, curves.json; "
+                        "machine paths cut) to OUTPUT/runs/RUN, and merge those copies: results to keep in a "
+                        "repository")
     p.add_argument("--teacher", metavar="NAME",
                    help="the row every run must share the checkpoint of (default: the first run's first row)")
     p.add_argument("--bootstrap-samples", type=int, default=BOOTSTRAP_SAMPLES,

@@ -426,9 +426,10 @@ class Pipeline(StepRunner):
         # Under --patience the stopping table says how each training ended; without it, whether the best
         # validation lies far enough before the end tells whether the update count sufficed.
         judged = not self.recipe.patience
-        extra = [*([f"best valid {metric} at update"] if judged and metric != "bleu" else []),
-                 *([f"{metric} stopped improving ({self.recipe.converged_share:.0%} of the updates)"] if judged else [])]
-        header = ["model", "updates", "valid BLEU at the end", "best valid BLEU (update)", *extra]
+        header = ["model", "updates", "valid BLEU at the end", "best valid BLEU (update)"]
+        if judged:
+            header += [*([f"best valid {metric} at update"] if metric != "bleu" else []),
+                       f"{metric} stopped improving ({self.recipe.converged_share:.0%} of the updates)"]
         lines = [f"Learning curves on valid (fairseq --eval-bleu, beam 4; the teacher: {teacher_bleu:.2f} BLEU), "
                  "bench/curves.png:", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
         for row, points in found.items():
@@ -438,9 +439,9 @@ class Pipeline(StepRunner):
             end, top = with_bleu[-1], curves.best(with_bleu, "bleu")
             cells = [row, end["update"], f"{end['bleu']:.2f}", f"{top['bleu']:.2f} ({top['update']})"]
             if judged:
-                convergence = curves.convergence(points, self.recipe.converged_share * end["update"], metric)
-                cells += [*([convergence["best_update"]] if metric != "bleu" else []),
-                          "yes" if convergence["converged"] else "no"]
+                ending = curves.convergence(points, self.recipe.converged_share * end["update"], metric)
+                cells += [*([ending["best_update"]] if metric != "bleu" else []),
+                          "yes" if ending["converged"] else "no"]
             lines.append("| " + " | ".join(map(str, cells)) + " |")
         return "\n".join(lines) + "\n\n" + self.stopping_table()
 
