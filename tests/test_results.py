@@ -73,8 +73,8 @@ def kept(experiment):
 
 def test_the_readme_results_are_the_kept_ones():
     """The README's results at a glance come from the kept merged.json files: cpu-en-ro's table (each row's
-    BLEU and chrF mean +- sd over seeds, its speed-up) with WD against KD and the teacher, and demo's
-    summary."""
+    BLEU and chrF mean +- sd over seeds, its speed-up) with WD against KD and the teacher, and the cpu-en-de
+    and demo summaries."""
     with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
         glance = f.read().split("## Results at a glance")[1].split("\n## ")[0]
     kd, wd = "TINY KD (orig+teacher-out, CE)", "TINY WD (orig+teacher-out, generator then CE)"
@@ -96,6 +96,12 @@ def test_the_readme_results_are_the_kept_ones():
     assert (f"WD minus KD, seed against seed: {over_kd['difference']:+.2f} +- {over_kd['sd']:.2f} BLEU "
             f"(p = {p:.3f} in each seed") in glance
     assert f"WD stays {-under_teacher['difference']:.2f} +- {under_teacher['sd']:.2f} BLEU below the teacher" in glance
+
+    rows, tests = kept("cpu-en-de")
+    over_kd, over_teacher = tests[(wd, kd)]["per_seed"][0], tests[(wd, "teacher")]["per_seed"][0]
+    assert (f"teacher {spread(rows['teacher'], 'bleu')} BLEU, KD {spread(rows[kd], 'bleu')}, WD "
+            f"{spread(rows[wd], 'bleu')}; WD minus KD {over_kd['difference']:+.2f} (p = {over_kd['p']:.3f}), WD minus "
+            f"the teacher {over_teacher['difference']:+.2f} (p = {over_teacher['p']:.3f})") in " ".join(glance.split())
 
     rows, tests = kept("demo")
     p = max(s["p"] for s in tests[(wd, kd)]["per_seed"])
