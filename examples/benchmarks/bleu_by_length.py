@@ -26,8 +26,8 @@ def bucket_table(runs, model, baseline, n_groups, metric="bleu"):
     groups = length_groups(references, n_groups)
     words = [[len(references[i].split()) for i in g] for g in groups]
     header = [f"{min(w)}-{max(w)} words" for w in words]
-    lines = [f"{model} minus {baseline}, test {dict(bleu='BLEU', chrf='chrF')[metric]} by reference length ({len(references)} sentences, "
-             f"{n_groups} groups of equal size):", "",
+    lines = [f"{model} minus {baseline}, test {dict(bleu='BLEU', chrf='chrF')[metric]} by reference length "
+             f"({len(references)} sentences, {n_groups} groups of equal size):", "",
              "| run | " + " | ".join(header) + " | all |", "|---" * (len(header) + 2) + "|"]
     for run in runs:
         for name in (model, baseline):
@@ -41,8 +41,7 @@ def bucket_table(runs, model, baseline, n_groups, metric="bleu"):
                 score = [scorer.metrics()[metric].corpus_score([h[k] for k in g], refs).score
                          for h in (systems[i], bases[j])]
                 cells.append(f"{score[0] - score[1]:+.2f}")
-            label = run.label if len(systems) == len(bases) == 1 else f"{run.label} seeds {i + 1}-{j + 1}"
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            lines.append(f"| {merge.pair_label(run, i, j, len(systems), len(bases))} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -174,6 +174,11 @@ def seeds_of(runs, name):
     return seeds
 
 
+def pair_label(run, i, j, n_system, n_baseline):
+    """How a seed pair (system seed i, baseline seed j, from 0) of `run` is named in tables."""
+    return run.label if n_system == n_baseline == 1 else f"{run.label} seeds {i + 1}-{j + 1}"
+
+
 def seed_label(run, k, n):
     return run.label if n == 1 else f"{run.label} seed {k + 1}"
 
@@ -229,7 +234,7 @@ def paired_tests(name, baseline, runs, scorer, n_samples):
             if (a[i], b[j]) in seen:
                 continue
             seen.add((a[i], b[j]))
-            labelled.append(run.label if len(a) == len(b) == 1 else f"{run.label} seeds {i + 1}-{j + 1}")
+            labelled.append(pair_label(run, i, j, len(a), len(b)))
             tests.append(scorer.paired_bootstrap(run.hypotheses[baseline][j], run.hypotheses[name][i], n_samples))
     if not tests:
         return None
